@@ -1,0 +1,259 @@
+"""Reading image sources: the CIFAR-100 python archive, its extracted folder, an image folder.
+
+Pure functions (plus file reads): the runner's preflight and the ExampleGen executor both use them,
+and tests call them directly.
+"""
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+import zlib
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+from PIL import Image
+
+from pipeline import constants
+from pipeline.errors import UserError
+
+CIFAR100_MD5 = 'eb9058c3a382ffc7106e4002c42a8d85'  # the official cifar-100-python.tar.gz
+CIFAR100_ARCHIVE_NAME = 'cifar-100-python.tar.gz'
+CIFAR100_FOLDER_NAME = 'cifar-100-python'
+CIFAR100_MEMBERS = {'train': 'train', 'test': 'test', 'meta': 'meta'}
+CIFAR_IMAGE_SHAPE = (32, 32, 3)
+
+
+def md5_of(path: str, chunk_size: int = 1 << 20) -> str:
+  digest = hashlib.md5()
+  with open(path, 'rb') as f:
+    for chunk in iter(lambda: f.read(chunk_size), b''):
+      digest.update(chunk)
+  return digest.hexdigest()
+
+
+def check_archive_md5(path: str, trust_data: bool) -> None:
+  """Refuses an archive that is not the official one, before anything in it is unpickled."""
+  if trust_data:
+    return
+  actual = md5_of(path)
+  if actual != CIFAR100_MD5:
+    raise UserError(
+        f'{path}: MD5 {actual} is not the official CIFAR-100 archive\'s {CIFAR100_MD5} '
+        '(a truncated or different file); re-download it, or pass --trust-data if you made it')
+
+
+class _SafeUnpickler(pickle.Unpickler):
+  """Unpickles plain containers and numpy arrays only: a pickle can run code, this one cannot."""
+  _ALLOWED = {
+      ('numpy.core.multiarray', '_reconstruct'),
+      ('numpy._core.multiarray', '_reconstruct'),
+      ('numpy', 'ndarray'),
+      ('numpy', 'dtype'),
+      ('_codecs', 'encode'),  # bytes pickled by Python 3 with protocol 2
+  }
+
+  def find_class(self, module, name):
+    if (module, name) in self._ALLOWED:
+      return super().find_class(module, name)
+    raise pickle.UnpicklingError(f'{module}.{name} is not allowed in a CIFAR-100 pickle')
+
+
+def _unpickle(data: bytes, what: str) -> Dict[str, object]:
+  try:
+    obj = _SafeUnpickler(io.BytesIO(data), encoding='bytes').load()
+  except Exception as e:  # pickle raises many types on corrupt input
+    raise UserError(f'{what}: not a readable CIFAR-100 pickle ({type(e).__name__}: {e})') from e
+  if not isinstance(obj, dict):
+    raise UserError(f'{what}: expected a dict, found {type(obj).__name__}')
+  return {(k.decode('latin1') if isinstance(k, bytes) else k): v for k, v in obj.items()}
+
+
+def _read_member(source: str, path: str, member: str) -> bytes:
+  """The bytes of cifar-100-python/<member> from the archive or the extracted folder."""
+  if source == constants.SOURCE_CIFAR_FOLDER:
+    file_path = os.path.join(path, member)
+    if not os.path.isfile(file_path):
+      raise UserError(f'{path}: no file {member!r} (expected the extracted cifar-100-python/ folder)')
+    with open(file_path, 'rb') as f:
+      return f.read()
+  try:
+    with tarfile.open(path, 'r:gz') as tar:
+      for info in tar:
+        if info.isfile() and os.path.basename(info.name) == member and os.path.basename(
+            os.path.dirname(info.name)) == CIFAR100_FOLDER_NAME:
+          return tar.extractfile(info).read()
+  except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+    raise UserError(f'{path}: truncated or corrupt archive ({e})') from e
+  raise UserError(f'{path}: archive has no {CIFAR100_FOLDER_NAME}/{member}')
+
+
+class CifarMeta(NamedTuple):
+  fine_names: Tuple[str, ...]
+  coarse_names: Tuple[str, ...]
+
+
+class CifarSplit(NamedTuple):
+  images: np.ndarray  # [N, 32, 32, 3] uint8
+  fine_labels: np.ndarray  # [N] int64
+  coarse_labels: np.ndarray  # [N] int64
+
+
+def _names(values, what) -> Tuple[str, ...]:
+  return tuple(v.decode('utf-8') if isinstance(v, bytes) else str(v) for v in values)
+
+
+def read_cifar_meta(source: str, path: str) -> CifarMeta:
+  meta = _unpickle(_read_member(source, path, 'meta'), f'{path}: meta')
+  try:
+    return CifarMeta(_names(meta['fine_label_names'], 'fine'),
+                     _names(meta['coarse_label_names'], 'coarse'))
+  except KeyError as e:
+    raise UserError(f'{path}: meta has no {e.args[0]!r}') from e
+
+
+def read_cifar_split(source: str, path: str, member: str) -> CifarSplit:
+  """One of the 'train'/'test' pickles as HWC uint8 images and int labels."""
+  what = f'{path}: {member}'
+  batch = _unpickle(_read_member(source, path, member), what)
+  try:
+    data = np.asarray(batch['data'], dtype=np.uint8)
+    fine = np.asarray(batch['fine_labels'], dtype=np.int64)
+    coarse = np.asarray(batch['coarse_labels'], dtype=np.int64)
+  except KeyError as e:
+    raise UserError(f'{what} has no {e.args[0]!r}') from e
+  if data.ndim != 2 or data.shape[1] != 3072 or not len(data) == len(fine) == len(coarse):
+    raise UserError(f'{what}: expected data N x 3072 and N labels, found {data.shape}, '
+                    f'{len(fine)} fine and {len(coarse)} coarse labels')
+  # Rows are channel-major: 1024 red, then 1024 green, then 1024 blue values.
+  images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+  return CifarSplit(np.ascontiguousarray(images), fine, coarse)
+
+
+# --- image folders ---
+
+
+class FolderScan(NamedTuple):
+  class_names: Tuple[str, ...]  # sorted folder names of train/
+  train_files: Dict[str, List[str]]  # class -> sorted image paths
+  test_files: Optional[Dict[str, List[str]]]  # None when there is no test/
+  skipped: int  # non-image files passed over
+  image_size: Tuple[int, int]  # (height, width) shared by every image
+
+
+def _list_class_dirs(root: str) -> List[str]:
+  return sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+
+
+def _list_images(class_dir: str) -> Tuple[List[str], int]:
+  files, skipped = [], 0
+  for name in sorted(os.listdir(class_dir)):
+    full = os.path.join(class_dir, name)
+    if not os.path.isfile(full):
+      continue
+    if os.path.splitext(name)[1].lower() in constants.IMAGE_EXTENSIONS:
+      files.append(full)
+    else:
+      skipped += 1
+  return files, skipped
+
+
+def image_size_of(path: str) -> Tuple[int, int]:
+  """(height, width) of an image file, reading only its header."""
+  try:
+    with Image.open(path) as img:
+      img.verify()
+      width, height = img.size
+  except Exception as e:  # PIL raises many types for broken files
+    raise UserError(f'{path}: not a readable image ({e})') from e
+  return height, width
+
+
+def scan_image_folder(root: str, check_sizes: bool = True) -> FolderScan:
+  """Lists PATH/train/<class>/* (and PATH/test/<class>/*), checking the layout.
+
+  Non-image files (by extension) are skipped and counted; an empty class, a class in test/ that
+  is not in train/, an unreadable image or images of different sizes are errors.
+  """
+  train_root = os.path.join(root, constants.TRAIN_SPLIT)
+  if not os.path.isdir(train_root):
+    raise UserError(f'{root}: no train/ folder (expected PATH/train/<class>/*.png|jpg)')
+  class_names = tuple(_list_class_dirs(train_root))
+  if not class_names:
+    raise UserError(f'{train_root}: no class folders')
+  skipped = 0
+
+  def collect(split_root, names):
+    nonlocal skipped
+    files = {}
+    for name in names:
+      found, n_skipped = _list_images(os.path.join(split_root, name))
+      skipped += n_skipped
+      if not found:
+        raise UserError(f'{os.path.join(split_root, name)}: class {name!r} has no images')
+      files[name] = found
+    return files
+
+  train_files = collect(train_root, class_names)
+  test_files = None
+  test_root = os.path.join(root, constants.TEST_SPLIT)
+  if os.path.isdir(test_root):
+    test_names = _list_class_dirs(test_root)
+    extra = sorted(set(test_names) - set(class_names))
+    if extra:
+      raise UserError(f'{test_root}: classes {extra} are not in train/')
+    test_files = collect(test_root, [n for n in class_names if n in test_names])
+  all_files = [f for files in (train_files, test_files or {}) for fs in files.values() for f in fs]
+  size = image_size_of(all_files[0])
+  if check_sizes:
+    for path in all_files[1:]:
+      other = image_size_of(path)
+      if other != size:
+        raise UserError(f'images of mixed sizes: {all_files[0]} is {size[1]}x{size[0]}, '
+                        f'{path} is {other[1]}x{other[0]}; resize them to one size first')
+  return FolderScan(class_names, train_files, test_files, skipped, size)
+
+
+def load_image(path: str, expected_size: Tuple[int, int]) -> np.ndarray:
+  """An image file as HxWx3 uint8 (grey and RGBA converted to RGB)."""
+  try:
+    with Image.open(path) as img:
+      array = np.asarray(img.convert('RGB'), dtype=np.uint8)
+  except Exception as e:  # PIL raises many types for broken files
+    raise UserError(f'{path}: not a readable image ({e})') from e
+  if array.shape[:2] != tuple(expected_size):
+    raise UserError(f'{path}: image is {array.shape[1]}x{array.shape[0]}, the others are '
+                    f'{expected_size[1]}x{expected_size[0]}')
+  return array
+
+
+# --- splitting ---
+
+
+def holdout_count(n: int, fraction: float) -> int:
+  """How many of a class's n items are held out: round(fraction * n), at least one while n > 1,
+  and never all of them."""
+  return max(min(max(int(round(fraction * n)), 1), n - 1), 0)
+
+
+def stratified_holdout(labels: Sequence[int], fraction: float, seed: int) -> np.ndarray:
+  """A boolean mask choosing round(fraction * n_c) random items of each class c (see holdout_count),
+  the same for the same labels, fraction, seed."""
+  labels = np.asarray(labels)
+  mask = np.zeros(len(labels), dtype=bool)
+  if fraction <= 0:
+    return mask
+  for c in np.unique(labels):
+    members = np.flatnonzero(labels == c)
+    count = holdout_count(len(members), fraction)
+    rng = np.random.default_rng([seed, int(c)])
+    mask[rng.permutation(members)[:count]] = True
+  return mask
+
+
+def tail_holdout(files: Sequence[str], fraction: float) -> Tuple[List[str], List[str]]:
+  """Splits one class's sorted files: the last round(fraction * n) (at least one) are held out."""
+  count = holdout_count(len(files), fraction)
+  if count <= 0:
+    raise UserError(f'cannot hold out a test image from a class with {len(files)} image(s)')
+  return list(files[:-count]), list(files[-count:])

@@ -1,0 +1,406 @@
+"""Model builders, one per architecture, and the registry the Trainer and Tuner read.
+
+Every builder has the shape of keras-io's `make_model(input_shape, num_classes)`: the linear
+`x = layer(x)` functional style, every value from its arguments, an uncompiled `keras.Model` out.
+All models take the Transform output `image_xf` (already normalized for the model, see
+`ModelSpec.preprocessing`), may resize it inside the graph (so serving resizes the same way), and
+return LOGITS from a float32 Dense: safe under a mixed_float16 / mixed_bfloat16 global policy.
+
+Transfer models nest their keras.applications base model as one layer named `BACKBONE_NAME`,
+called with `training=False` so its BatchNorm layers stay in inference mode even when unfrozen
+(the Keras transfer learning guide); `set_fine_tune_layers` picks which of its layers train.
+"""
+import dataclasses
+import inspect
+import os
+import warnings
+from typing import Callable, Dict, Optional, Tuple, Union
+
+import keras
+
+from pipeline import constants
+
+BACKBONE_NAME = 'backbone'  # the nested ImageNet base model of every transfer model
+
+# Input normalizations (`ModelSpec.preprocessing`), as keras.applications' preprocess_input modes.
+UNIT = 'unit'  # x / 255
+TF = 'tf'  # x / 127.5 - 1
+CAFFE = 'caffe'  # RGB -> BGR, then minus the ImageNet mean [103.939, 116.779, 123.68] (BGR)
+TORCH = 'torch'  # x / 255, minus mean [0.485, 0.456, 0.406], over std [0.229, 0.224, 0.225]
+RAW = 'raw'  # x unchanged in [0, 255]: the model rescales internally
+PREPROCESSING_MODES = (UNIT, TF, CAFFE, TORCH, RAW)
+
+
+def _image_input(input_shape, image_size):
+  """The model input (the stored images) and the tensor the architecture sees."""
+  inputs = keras.Input(shape=input_shape, name=constants.IMAGE_XF_KEY)
+  x = inputs
+  if image_size is not None and tuple(input_shape[:2]) != (image_size, image_size):
+    x = keras.layers.Resizing(image_size, image_size, name='resize')(x)
+  return inputs, x
+
+
+def _logits(x, num_classes):
+  # float32 even under a mixed precision policy: softmax and the loss need the range.
+  return keras.layers.Dense(num_classes, dtype='float32', name='logits')(x)
+
+
+def _backbone(application, x, weights, **kwargs):
+  """Builds a keras.applications base model for tensor x and calls it in inference mode."""
+  with warnings.catch_warnings():
+    # MobileNet v1/v2 warn that they load the 224 px ImageNet weights for other sizes; without
+    # the top, the weights are convolution kernels whatever the input size, so this is harmless.
+    warnings.filterwarnings('ignore', message='`input_shape` is undefined or non-square')
+    base = application(include_top=False, weights=weights, input_shape=x.shape[1:], **kwargs)
+  # Renamed afterwards, not through `name=`: EfficientNet derives its weights file name from it.
+  base.name = BACKBONE_NAME
+  return base(x, training=False)
+
+
+def _transfer_head(x, num_classes, dropout):
+  x = keras.layers.GlobalAveragePooling2D()(x)
+  x = keras.layers.Dropout(dropout)(x)
+  return _logits(x, num_classes)
+
+
+def _conv_bn_relu(x, filters, pool=False):
+  x = keras.layers.Conv2D(filters, 3, padding='same', use_bias=False)(x)
+  if pool:
+    # Pool before BatchNorm and ReLU (as airbench does): same result class, a quarter of the work.
+    x = keras.layers.MaxPooling2D(2)(x)
+  x = keras.layers.BatchNormalization()(x)
+  return keras.layers.ReLU()(x)
+
+
+def simple_cnn(input_shape, num_classes, image_size=None):
+  """The course notebook's CNN: three 3x3 convolutions, two max-pools, a 64-unit Dense layer.
+
+  Args:
+    input_shape: shape of one input image, e.g. (32, 32, 3).
+    num_classes: number of output logits.
+    image_size: resize the input to image_size x image_size inside the model; None: don't.
+
+  Returns:
+    An uncompiled keras.Model; 121,920 + 65 * num_classes parameters at 32x32.
+  """
+  inputs, x = _image_input(input_shape, image_size)
+  x = keras.layers.Conv2D(32, 3, activation='relu')(x)
+  x = keras.layers.MaxPooling2D()(x)
+  x = keras.layers.Conv2D(64, 3, activation='relu')(x)
+  x = keras.layers.MaxPooling2D()(x)
+  x = keras.layers.Conv2D(64, 3, activation='relu')(x)
+  x = keras.layers.Flatten()(x)
+  x = keras.layers.Dense(64, activation='relu')(x)
+  return keras.Model(inputs, _logits(x, num_classes), name='simple_cnn')
+
+
+def resnet(input_shape, num_classes, image_size=None, width=32, dropout=0.2):
+  """A small ResNet for 32x32 images, after the ResNet-9 of DAWNBench and airbench.
+
+  A 3x3 stem, then three stages of width (w, 2w, 4w) at 32, 16 and 8 px: each is a conv-pool-BN-ReLU
+  step that halves the resolution, and a residual block of two conv-BN-ReLU. Global max pooling,
+  dropout and a linear head. Ten convolutions, 472.5 * w**2 weights in the convolutions: at the
+  default w=32, about 0.49M parameters and 29M multiply-adds per 32x32 image, sized for a 2-core CPU.
+
+  Args:
+    input_shape: shape of one input image, e.g. (32, 32, 3).
+    num_classes: number of output logits.
+    image_size: resize the input to image_size x image_size inside the model; None: don't.
+    width: channels of the first stage; the stem has width // 2, the later stages 2x and 4x.
+    dropout: dropout rate before the final Dense layer.
+
+  Returns:
+    An uncompiled keras.Model.
+  """
+  inputs, x = _image_input(input_shape, image_size)
+  x = _conv_bn_relu(x, width // 2)
+  for filters in (width, 2 * width, 4 * width):
+    x = _conv_bn_relu(x, filters, pool=True)
+    y = _conv_bn_relu(x, filters)
+    y = _conv_bn_relu(y, filters)
+    x = keras.layers.Add()([x, y])
+  x = keras.layers.GlobalMaxPooling2D()(x)
+  x = keras.layers.Dropout(dropout)(x)
+  return keras.Model(inputs, _logits(x, num_classes), name='resnet')
+
+
+def vgg16(input_shape, num_classes, image_size=None, weights=None, dropout=0.5):
+  """The notebook's transfer model: VGG16 features, dropout, global average pooling, Dense.
+
+  Args:
+    input_shape: shape of one input image, e.g. (32, 32, 3).
+    num_classes: number of output logits.
+    image_size: resize the input to image_size x image_size inside the model; None: don't.
+    weights: None (random), 'imagenet', or the path of a VGG16 no-top .h5 weights file.
+    dropout: dropout rate on the backbone's feature map.
+
+  Returns:
+    An uncompiled keras.Model; 14,714,688 + 513 * num_classes parameters.
+  """
+  inputs, x = _image_input(input_shape, image_size)
+  x = _backbone(keras.applications.VGG16, x, weights)
+  x = keras.layers.Dropout(dropout)(x)
+  x = keras.layers.GlobalAveragePooling2D()(x)
+  return keras.Model(inputs, _logits(x, num_classes), name='vgg16')
+
+
+def mobilenet(input_shape, num_classes, image_size=None, weights=None, dropout=0.2, alpha=1.0):
+  """MobileNet v1 features, global average pooling, dropout, Dense.
+
+  Args:
+    input_shape: shape of one input image, e.g. (32, 32, 3).
+    num_classes: number of output logits.
+    image_size: resize the input to image_size x image_size inside the model; None: don't.
+    weights: None (random), 'imagenet', or the path of a MobileNet no-top .h5 weights file for
+      the same alpha.
+    dropout: dropout rate before the final Dense layer.
+    alpha: width multiplier; ImageNet weights exist for 0.25, 0.5, 0.75 and 1.0.
+
+  Returns:
+    An uncompiled keras.Model.
+  """
+  inputs, x = _image_input(input_shape, image_size)
+  x = _backbone(keras.applications.MobileNet, x, weights, alpha=alpha)
+  return keras.Model(inputs, _transfer_head(x, num_classes, dropout), name='mobilenet')
+
+
+def mobilenet_v2(input_shape, num_classes, image_size=None, weights=None, dropout=0.2, alpha=1.0):
+  """MobileNet v2 features, global average pooling, dropout, Dense.
+
+  Args:
+    input_shape: shape of one input image, e.g. (32, 32, 3).
+    num_classes: number of output logits.
+    image_size: resize the input to image_size x image_size inside the model; None: don't.
+    weights: None (random), 'imagenet', or the path of a MobileNetV2 no-top .h5 weights file for
+      the same alpha.
+    dropout: dropout rate before the final Dense layer.
+    alpha: width multiplier; ImageNet weights exist for 0.35, 0.5, 0.75, 1.0, 1.3 and 1.4.
+
+  Returns:
+    An uncompiled keras.Model.
+  """
+  inputs, x = _image_input(input_shape, image_size)
+  x = _backbone(keras.applications.MobileNetV2, x, weights, alpha=alpha)
+  return keras.Model(inputs, _transfer_head(x, num_classes, dropout), name='mobilenet_v2')
+
+
+def resnet50(input_shape, num_classes, image_size=None, weights=None, dropout=0.2):
+  """ResNet50 features, global average pooling, dropout, Dense.
+
+  Args:
+    input_shape: shape of one input image, e.g. (32, 32, 3).
+    num_classes: number of output logits.
+    image_size: resize the input to image_size x image_size inside the model; None: don't.
+    weights: None (random), 'imagenet', or the path of a ResNet50 no-top .h5 weights file.
+    dropout: dropout rate before the final Dense layer.
+
+  Returns:
+    An uncompiled keras.Model.
+  """
+  inputs, x = _image_input(input_shape, image_size)
+  x = _backbone(keras.applications.ResNet50, x, weights)
+  return keras.Model(inputs, _transfer_head(x, num_classes, dropout), name='resnet50')
+
+
+def efficientnet_b0(input_shape, num_classes, image_size=None, weights=None, dropout=0.2):
+  """EfficientNetB0 features, global average pooling, dropout, Dense.
+
+  The network rescales [0, 255] inputs itself. Note that keras.applications adds one more
+  normalization layer only for weights='imagenet', not for a weights file path, so a path to
+  the same ImageNet file gives slightly different features than 'imagenet'.
+
+  Args:
+    input_shape: shape of one input image, e.g. (32, 32, 3).
+    num_classes: number of output logits.
+    image_size: resize the input to image_size x image_size inside the model; None: don't.
+    weights: None (random), 'imagenet', or the path of an EfficientNetB0 no-top .h5 weights file.
+    dropout: dropout rate before the final Dense layer.
+
+  Returns:
+    An uncompiled keras.Model.
+  """
+  inputs, x = _image_input(input_shape, image_size)
+  x = _backbone(keras.applications.EfficientNetB0, x, weights)
+  return keras.Model(inputs, _transfer_head(x, num_classes, dropout), name='efficientnet_b0')
+
+
+def densenet121(input_shape, num_classes, image_size=None, weights=None, dropout=0.2):
+  """DenseNet121 features, global average pooling, dropout, Dense.
+
+  Args:
+    input_shape: shape of one input image, e.g. (32, 32, 3).
+    num_classes: number of output logits.
+    image_size: resize the input to image_size x image_size inside the model; None: don't.
+    weights: None (random), 'imagenet', or the path of a DenseNet121 no-top .h5 weights file.
+    dropout: dropout rate before the final Dense layer.
+
+  Returns:
+    An uncompiled keras.Model.
+  """
+  inputs, x = _image_input(input_shape, image_size)
+  x = _backbone(keras.applications.DenseNet121, x, weights)
+  return keras.Model(inputs, _transfer_head(x, num_classes, dropout), name='densenet121')
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  """What the pipeline needs to know about an architecture besides its builder."""
+  builder: Callable[..., keras.Model]
+  transfer: bool  # has an ImageNet backbone named BACKBONE_NAME
+  preprocessing: str  # the input normalization it expects, one of PREPROCESSING_MODES
+  min_image_size: int  # smallest image side the architecture accepts
+  default_image_size: int  # image side it is trained at unless told otherwise
+
+
+# Preprocessing modes are those of each keras.applications.<module>.preprocess_input (keras 3.6).
+# Minimum sizes: keras.applications' own `min_size` (32 for all six); simple_cnn's three valid
+# convolutions and two pools need 18 px; the resnet's three pools need 8.
+# Default sizes: the from-scratch models and vgg16 (the notebook's setting) see the stored 32 px
+# images. Backbones built for 224 px end 32x smaller: at 32 px their last feature map is 1x1,
+# so the light ones (~55-105M multiply-adds per image at 96 px) default to 96 (a 3x3 map), and
+# resnet50 and densenet121 (~750M and ~530M at 96 px) to 64, which keeps them near vgg16's cost at
+# 32 px (~315M) on a CPU.
+MODELS: Dict[str, ModelSpec] = {
+    'simple_cnn': ModelSpec(simple_cnn, False, UNIT, 18, 32),
+    'resnet': ModelSpec(resnet, False, UNIT, 8, 32),
+    'vgg16': ModelSpec(vgg16, True, CAFFE, 32, 32),
+    'mobilenet': ModelSpec(mobilenet, True, TF, 32, 96),
+    'mobilenet_v2': ModelSpec(mobilenet_v2, True, TF, 32, 96),
+    'resnet50': ModelSpec(resnet50, True, CAFFE, 32, 64),
+    'efficientnet_b0': ModelSpec(efficientnet_b0, True, RAW, 32, 96),
+    'densenet121': ModelSpec(densenet121, True, TORCH, 32, 64),
+}
+
+
+def get_spec(name: str) -> ModelSpec:
+  """The registry entry of a model name; ValueError listing the known names otherwise."""
+  if name not in MODELS:
+    raise ValueError(f'Unknown model {name!r}; known models: {", ".join(sorted(MODELS))}')
+  return MODELS[name]
+
+
+def build_model(name: str,
+                image_size: int,
+                num_classes: int,
+                stored_image_size: int = 32,
+                weights: Optional[str] = None,
+                alpha: float = 1.0,
+                dropout: Optional[float] = None,
+                **kwargs) -> keras.Model:
+  """Builds a registered model for stored_image_size images, resized to image_size inside it.
+
+  Args:
+    name: a key of MODELS.
+    image_size: side of the images the architecture sees.
+    num_classes: number of output logits.
+    stored_image_size: side of the images the model receives (the Transform output).
+    weights: transfer models only: None (random), 'imagenet' or the path of a no-top .h5 file.
+    alpha: width multiplier of mobilenet and mobilenet_v2 (must stay 1.0 for the others).
+    dropout: dropout rate; None: the builder's default.
+    **kwargs: further builder arguments, e.g. `width` for resnet.
+
+  Returns:
+    An uncompiled keras.Model with input `image_xf` of shape
+    (stored_image_size, stored_image_size, 3) and num_classes float32 logits.
+
+  Raises:
+    ValueError: unknown model, image_size below the model's minimum, an argument the builder
+      does not take, a weights file that does not exist or does not fit the architecture.
+  """
+  spec = get_spec(name)
+  if image_size < spec.min_image_size:
+    raise ValueError(f'Model {name!r} needs images of at least {spec.min_image_size}x'
+                     f'{spec.min_image_size} px; got image_size={image_size}')
+  is_path = weights not in (None, 'imagenet')
+  if weights is not None and not spec.transfer:
+    raise ValueError(f'Model {name!r} has no ImageNet backbone; weights must be None, '
+                     f'got {weights!r}')
+  if is_path and not os.path.exists(weights):
+    raise ValueError(f'Weights file not found: {weights}')
+
+  params = inspect.signature(spec.builder).parameters
+  arch_kwargs = dict(kwargs)
+  if spec.transfer:
+    arch_kwargs['weights'] = weights
+  if 'alpha' in params:
+    arch_kwargs['alpha'] = alpha
+  elif alpha != 1.0:
+    raise ValueError(f'Model {name!r} has no width multiplier alpha; got alpha={alpha}')
+  if dropout is not None:
+    arch_kwargs['dropout'] = dropout
+  unknown = sorted(set(arch_kwargs) - set(params))
+  if unknown:
+    raise ValueError(f'Model {name!r} does not take {", ".join(unknown)}')
+
+  input_shape = (stored_image_size, stored_image_size, 3)
+  try:
+    return spec.builder(input_shape, num_classes, image_size=image_size, **arch_kwargs)
+  except (ValueError, OSError) as e:
+    if not is_path:
+      raise
+    # Keras' message ("Layer count mismatch...", "Shape mismatch...") can be many lines long.
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise ValueError(f'Weights file {weights} does not fit model {name!r} (alpha={alpha}): '
+                     f'{reason}') from e
+
+
+def _get_backbone(model: keras.Model) -> Optional[keras.Model]:
+  try:
+    return model.get_layer(BACKBONE_NAME)
+  except ValueError:
+    return None
+
+
+def backbone_depth(model: keras.Model) -> int:
+  """Number of layers of a transfer model's backbone, the unit `fine_tune_layers` counts."""
+  backbone = _get_backbone(model)
+  if backbone is None:
+    raise ValueError(f'Model {model.name!r} has no {BACKBONE_NAME!r} layer')
+  return len(backbone.layers)
+
+
+def set_fine_tune_layers(model: keras.Model, fine_tune_layers: Union[int, str]) -> None:
+  """Chooses which layers train; call it before `compile()`.
+
+  Args:
+    model: a model from `build_model`.
+    fine_tune_layers: 0: train only the head (the backbone is a frozen feature extractor);
+      K > 0: also the top K layers of the backbone; 'all': every layer. The backbone's
+      BatchNormalization layers never train: their statistics come from ImageNet, and updating
+      gamma and beta on a small dataset hurts. Models without a backbone accept only 'all'.
+
+  Raises:
+    ValueError: fine_tune_layers is not 'all' or an int in [0, backbone depth], or is not 'all'
+      for a model without a backbone.
+  """
+  if fine_tune_layers != 'all' and (
+      isinstance(fine_tune_layers, bool) or not isinstance(fine_tune_layers, int) or
+      fine_tune_layers < 0):
+    raise ValueError(f"fine_tune_layers must be 'all' or an int >= 0; got {fine_tune_layers!r}")
+  backbone = _get_backbone(model)
+  if backbone is None and fine_tune_layers != 'all':
+    raise ValueError(f'Model {model.name!r} has no {BACKBONE_NAME!r} to freeze: '
+                     f"fine_tune_layers must be 'all'; got {fine_tune_layers!r}")
+  depth = len(backbone.layers) if backbone is not None else 0
+  if fine_tune_layers != 'all' and fine_tune_layers > depth:
+    raise ValueError(f'fine_tune_layers={fine_tune_layers} exceeds the depth of the backbone of '
+                     f'{model.name!r}: {depth} layers')
+
+  model.trainable = True  # also resets every nested layer, so calls do not accumulate
+  if backbone is None:
+    return
+  if fine_tune_layers == 0:
+    backbone.trainable = False
+    return
+  frozen = [] if fine_tune_layers == 'all' else backbone.layers[:depth - fine_tune_layers]
+  for layer in frozen:
+    layer.trainable = False
+  for layer in backbone.layers:
+    if isinstance(layer, keras.layers.BatchNormalization):
+      layer.trainable = False
+
+
+def count_params(model: keras.Model) -> Tuple[int, int]:
+  """(trainable, total) parameter counts of a model, as `model.summary()` reports them."""
+  trainable = sum(int(keras.ops.size(w)) for w in model.trainable_weights)
+  return trainable, model.count_params()

@@ -1,0 +1,44 @@
+"""Names that every part of the project shares: features, splits, signatures, files.
+
+Everything else imports these; never re-type one of the literals below elsewhere.
+"""
+
+# --- tf.Example features written by ExampleGen (the data contract, docs/design.md) ---
+IMAGE_KEY = 'image'  # bytes: PNG-encoded HxWx3 uint8 image (lossless)
+LABEL_KEY = 'label'  # int64: 0..N-1, position of the class in the team's sorted class list
+LABEL_NAME_KEY = 'label_name'  # bytes: the fine label name, e.g. b'maple_tree'
+FINE_LABEL_KEY = 'fine_label'  # int64: the original CIFAR-100 fine label id 0..99
+COARSE_LABEL_KEY = 'coarse_label'  # bytes: the CIFAR-100 superclass name
+RAW_FEATURE_KEYS = (IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY, FINE_LABEL_KEY, COARSE_LABEL_KEY)
+
+
+def transformed_name(key: str) -> str:
+  """Name of a feature after Transform."""
+  return key + '_xf'
+
+
+IMAGE_XF_KEY = transformed_name(IMAGE_KEY)
+LABEL_XF_KEY = transformed_name(LABEL_KEY)
+
+# --- splits ---
+TRAIN_SPLIT = 'train'
+EVAL_SPLIT = 'eval'  # validation: stratified per class from the training images
+TEST_SPLIT = 'test'  # the official test images of the team's classes
+SPLITS = (TRAIN_SPLIT, EVAL_SPLIT, TEST_SPLIT)
+
+# --- serving signatures of the exported model ---
+SERVING_SIGNATURE = 'serving_default'
+TRANSFORM_SIGNATURE = 'transform_features'
+EXAMPLES_INPUT = 'examples'
+PROBABILITIES_OUTPUT = 'probabilities'
+CLASS_NAMES_OUTPUT = 'class_names'
+
+# --- files written beside artifacts ---
+TRAINING_STATS_FILE = 'training_stats.json'
+CLASSES_FILE = 'classes.json'
+
+# --- image sources ---
+SOURCE_CIFAR_ARCHIVE = 'cifar100_archive'  # cifar-100-python.tar.gz
+SOURCE_CIFAR_FOLDER = 'cifar100_folder'  # its extracted cifar-100-python/ folder
+SOURCE_IMAGE_FOLDER = 'image_folder'  # PATH/train/<class>/*, optional PATH/test/<class>/*
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')

@@ -12,6 +12,7 @@ called with `training=False` so its BatchNorm layers stay in inference mode even
 """
 import dataclasses
 import inspect
+import math
 import os
 import warnings
 from typing import Callable, Dict, Optional, Tuple, Union
@@ -72,7 +73,7 @@ def _conv_bn_relu(x, filters, pool=False):
   return keras.layers.ReLU()(x)
 
 
-def simple_cnn(input_shape, num_classes, image_size=None):
+def simple_cnn(input_shape, num_classes, *, image_size=None):
   """The course notebook's CNN: three 3x3 convolutions, two max-pools, a 64-unit Dense layer.
 
   Args:
@@ -94,7 +95,7 @@ def simple_cnn(input_shape, num_classes, image_size=None):
   return keras.Model(inputs, _logits(x, num_classes), name='simple_cnn')
 
 
-def resnet(input_shape, num_classes, image_size=None, width=32, dropout=0.2):
+def resnet(input_shape, num_classes, width=32, dropout=0.2, *, image_size=None):
   """A small ResNet for 32x32 images, after the ResNet-9 of DAWNBench and airbench.
 
   A 3x3 stem, then three stages of width (w, 2w, 4w) at 32, 16 and 8 px: each is a conv-pool-BN-ReLU
@@ -124,7 +125,7 @@ def resnet(input_shape, num_classes, image_size=None, width=32, dropout=0.2):
   return keras.Model(inputs, _logits(x, num_classes), name='resnet')
 
 
-def vgg16(input_shape, num_classes, image_size=None, weights=None, dropout=0.5):
+def vgg16(input_shape, num_classes, weights=None, dropout=0.5, *, image_size=None):
   """The notebook's transfer model: VGG16 features, dropout, global average pooling, Dense.
 
   Args:
@@ -144,7 +145,7 @@ def vgg16(input_shape, num_classes, image_size=None, weights=None, dropout=0.5):
   return keras.Model(inputs, _logits(x, num_classes), name='vgg16')
 
 
-def mobilenet(input_shape, num_classes, image_size=None, weights=None, dropout=0.2, alpha=1.0):
+def mobilenet(input_shape, num_classes, weights=None, dropout=0.2, alpha=1.0, *, image_size=None):
   """MobileNet v1 features, global average pooling, dropout, Dense.
 
   Args:
@@ -164,7 +165,8 @@ def mobilenet(input_shape, num_classes, image_size=None, weights=None, dropout=0
   return keras.Model(inputs, _transfer_head(x, num_classes, dropout), name='mobilenet')
 
 
-def mobilenet_v2(input_shape, num_classes, image_size=None, weights=None, dropout=0.2, alpha=1.0):
+def mobilenet_v2(input_shape, num_classes, weights=None, dropout=0.2, alpha=1.0, *,
+                 image_size=None):
   """MobileNet v2 features, global average pooling, dropout, Dense.
 
   Args:
@@ -184,7 +186,7 @@ def mobilenet_v2(input_shape, num_classes, image_size=None, weights=None, dropou
   return keras.Model(inputs, _transfer_head(x, num_classes, dropout), name='mobilenet_v2')
 
 
-def resnet50(input_shape, num_classes, image_size=None, weights=None, dropout=0.2):
+def resnet50(input_shape, num_classes, weights=None, dropout=0.2, *, image_size=None):
   """ResNet50 features, global average pooling, dropout, Dense.
 
   Args:
@@ -202,7 +204,7 @@ def resnet50(input_shape, num_classes, image_size=None, weights=None, dropout=0.
   return keras.Model(inputs, _transfer_head(x, num_classes, dropout), name='resnet50')
 
 
-def efficientnet_b0(input_shape, num_classes, image_size=None, weights=None, dropout=0.2):
+def efficientnet_b0(input_shape, num_classes, weights=None, dropout=0.2, *, image_size=None):
   """EfficientNetB0 features, global average pooling, dropout, Dense.
 
   The network rescales [0, 255] inputs itself. Note that keras.applications adds one more
@@ -224,7 +226,7 @@ def efficientnet_b0(input_shape, num_classes, image_size=None, weights=None, dro
   return keras.Model(inputs, _transfer_head(x, num_classes, dropout), name='efficientnet_b0')
 
 
-def densenet121(input_shape, num_classes, image_size=None, weights=None, dropout=0.2):
+def densenet121(input_shape, num_classes, weights=None, dropout=0.2, *, image_size=None):
   """DenseNet121 features, global average pooling, dropout, Dense.
 
   Args:
@@ -340,8 +342,8 @@ def build_model(name: str,
       raise
     # Keras' message ("Layer count mismatch...", "Shape mismatch...") can be many lines long.
     reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise ValueError(f'Weights file {weights} does not fit model {name!r} (alpha={alpha}): '
-                     f'{reason}') from e
+    arch = f'{name!r} with alpha={alpha}' if 'alpha' in params else repr(name)
+    raise ValueError(f'Weights file {weights} does not fit model {arch}: {reason}') from e
 
 
 def _get_backbone(model: keras.Model) -> Optional[keras.Model]:
@@ -402,5 +404,5 @@ def set_fine_tune_layers(model: keras.Model, fine_tune_layers: Union[int, str]) 
 
 def count_params(model: keras.Model) -> Tuple[int, int]:
   """(trainable, total) parameter counts of a model, as `model.summary()` reports them."""
-  trainable = sum(int(keras.ops.size(w)) for w in model.trainable_weights)
+  trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
   return trainable, model.count_params()

@@ -52,7 +52,8 @@ def make_example(image: np.ndarray, label: int, name: str, source_id: int, coars
       constants.FINE_LABEL_KEY: _int(source_id),
       constants.COARSE_LABEL_KEY: _bytes(coarse.encode('utf-8')),
   }
-  return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+  return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(
+      deterministic=True)
 
 
 def _bytes(value: bytes) -> tf.train.Feature:

@@ -1,0 +1,93 @@
+"""Bad input through the real command line: one line naming the problem, exit 2, no artifact."""
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from tests import fixtures
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_cli(*args, env=None):
+  return subprocess.run([sys.executable, os.path.join(ROOT, 'local_runner.py'), *args],
+                        capture_output=True, text=True, cwd=ROOT, timeout=120,
+                        env={**os.environ, **(env or {})})
+
+
+def assert_one_line_error(result, message, output_dir=None):
+  assert result.returncode == 2, result.stderr
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error: '), result.stderr
+  assert message in lines[0]
+  if output_dir:
+    assert not os.path.exists(os.path.join(output_dir, 'pipeline_root'))
+
+
+def test_help_lists_the_flags():
+  result = run_cli('--help')
+  assert result.returncode == 0
+  for flag in ('--data', '--trust-data', '--team-seed', '--num-classes', '--class-table',
+               '--classes', '--eval-fraction', '--test-fraction', '--beam-workers',
+               '--output-dir'):
+    assert flag in result.stdout
+
+
+def test_invalid_flag():
+  result = run_cli('--num-classes', 'many')
+  assert result.returncode == 2 and "invalid int value: 'many'" in result.stderr
+
+
+@pytest.fixture
+def bad_inputs(cifar_archive, tmp_path):
+  archive = cifar_archive[0]
+  truncated = str(tmp_path / 'truncated.tar.gz')
+  fixtures.write_cifar100_archive(truncated, 2, 1, corrupt='truncate')
+  table = tmp_path / 'table.csv'
+  table.write_text('1,2,3,4\n5,6,7,8\n')
+  empty_class = tmp_path / 'folder_empty'
+  fixtures.write_image_folder(str(empty_class), ['cat', 'dog'], 3)
+  os.makedirs(empty_class / 'train' / 'emu')
+  mixed = tmp_path / 'folder_mixed'
+  fixtures.write_image_folder(str(mixed), ['cat', 'dog'], 3)
+  Image.new('RGB', (64, 48)).save(mixed / 'train' / 'cat' / 'z.png')
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('')
+  return dict(archive=archive, truncated=truncated, table=str(table), empty=str(empty_class),
+              mixed=str(mixed), blocker=str(blocker))
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--data', '{tmp}/missing.tar.gz'], 'missing.tar.gz: no such file or folder'),
+    (['--data', '{truncated}', '--trust-data'], 'truncated or corrupt archive'),
+    (['--data', '{truncated}'], 'is not the official CIFAR-100 archive'),
+    (['--data', '{archive}'], 'pass --trust-data if you made it'),
+    (['--data', '{archive}', '--trust-data', '--classes', 'apple,unicorn'],
+     "unknown class 'unicorn'"),
+    (['--data', '{archive}', '--trust-data', '--classes', 'apple,3,apple'],
+     'duplicate classes [0]'),
+    (['--data', '{archive}', '--trust-data', '--classes', 'apple,250'], 'outside 0..99'),
+    (['--data', '{archive}', '--trust-data', '--class-table', '{table}', '--num-classes', '20'],
+     'has no row for --num-classes 20'),
+    (['--data', '{archive}', '--trust-data', '--class-table', '{table}', '--num-classes', '4',
+      '--team-seed', '5'], '--team-seed 5 is outside the class table'),
+    (['--data', '{empty}'], "class 'emu' has no images"),
+    (['--data', '{mixed}'], 'images of mixed sizes'),
+    (['--data', '{archive}', '--trust-data', '--output-dir', '{blocker}/out'], 'not writable'),
+])
+def test_bad_input(bad_inputs, tmp_path, args, message):
+  args = [a.format(tmp=tmp_path, **bad_inputs) for a in args]
+  output_dir = str(tmp_path / 'out')
+  if '--output-dir' not in args:
+    args += ['--output-dir', output_dir]
+  assert_one_line_error(run_cli(*args), message, output_dir)
+
+
+def test_missing_keras_cache_and_no_network(tmp_path):
+  result = run_cli('--output-dir', str(tmp_path / 'out'),
+                   env={'KERAS_HOME': str(tmp_path / 'keras'),
+                        'CIFAR100_URL': 'http://127.0.0.1:9/cifar-100-python.tar.gz'})
+  assert_one_line_error(result, 'put cifar-100-python.tar.gz at ' + str(
+      tmp_path / 'keras' / 'datasets' / 'cifar-100-python.tar.gz'))

@@ -1,0 +1,207 @@
+"""Tests of modules/models.py: shapes, parameter counts, mixed precision, freezing, weights files.
+
+Models are built small and never trained, so the file runs in well under a minute on a CPU.
+"""
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from modules import models
+
+# Official ImageNet weights of MobileNet(alpha=0.25, include_top=False), see its README.md.
+MOBILENET_025_WEIGHTS = '/work/shared/weights/mobilenet_2_5_224_tf_no_top.h5'
+needs_weights_file = pytest.mark.skipif(not os.path.exists(MOBILENET_025_WEIGHTS),
+                                        reason='MobileNet alpha=0.25 weights file not present')
+
+# MobileNet v1 at alpha=0.25 (channels 8, 16, 32, 64, 128, 256), by hand: the first 3x3 conv
+# (216 weights) and 13 depthwise-separable blocks of 9*c_in + c_in*c_out weights, no biases.
+MOBILENET_025_CONV_WEIGHTS = 207_600  # + 10,944 BatchNorm weights = the file's 218,544
+MOBILENET_025_LAST_BLOCK_CONV_WEIGHTS = 9 * 256 + 256 * 256  # conv_dw_13 + conv_pw_13: 67,840
+MOBILENET_025_LAST_BLOCK_LAYERS = 6  # conv_dw_13, its BN and ReLU, conv_pw_13, its BN and ReLU
+
+
+@pytest.fixture
+def mixed_bfloat16():
+  previous = keras.mixed_precision.global_policy()
+  keras.mixed_precision.set_global_policy('mixed_bfloat16')
+  yield
+  keras.mixed_precision.set_global_policy(previous)
+
+
+def _images(batch, size=32):
+  return np.random.default_rng(0).uniform(0, 1, (batch, size, size, 3)).astype('float32')
+
+
+@pytest.mark.parametrize('num_classes', [20, 100])
+def test_simple_cnn_parameter_count(num_classes):
+  model = models.build_model('simple_cnn', 32, num_classes)
+  assert models.count_params(model) == (121_920 + 65 * num_classes,) * 2
+
+
+@pytest.mark.parametrize('num_classes', [100, 20])
+def test_vgg16_parameter_count(num_classes):
+  model = models.build_model('vgg16', 32, num_classes, weights=None)
+  assert models.count_params(model) == (14_714_688 + 513 * num_classes,) * 2
+
+
+@pytest.mark.parametrize('num_classes', [5, 20, 100])
+def test_resnet_parameter_count_in_stated_range(num_classes):
+  model = models.build_model('resnet', 32, num_classes)
+  assert 0.45e6 <= model.count_params() <= 2e6
+
+
+@pytest.mark.parametrize('name', sorted(models.MODELS))
+def test_every_model_outputs_logits_at_its_min_size(name):
+  spec = models.MODELS[name]
+  model = models.build_model(name, spec.min_image_size, 7)
+  logits = model(_images(2))
+  assert model.input.shape == (None, 32, 32, 3)
+  assert logits.shape == (2, 7)
+  assert np.all(np.isfinite(keras.ops.convert_to_numpy(logits)))
+
+
+@pytest.mark.parametrize('name', sorted(models.MODELS))
+def test_logits_are_float32_under_mixed_bfloat16(name, mixed_bfloat16):
+  model = models.build_model(name, 32, 3)
+  assert model.get_layer('logits').compute_dtype == 'float32'
+  assert model(_images(1)).dtype == 'float32'
+  # The rest of the network does compute in bfloat16.
+  assert any(layer.compute_dtype == 'bfloat16' for layer in model.layers)
+
+
+def test_resizing_happens_inside_the_model():
+  model = models.build_model('mobilenet', 96, 4, alpha=0.25)
+  assert model.input.shape == (None, 32, 32, 3)
+  assert model.input.name == 'image_xf' or model.inputs[0].name == 'image_xf'
+  assert model.get_layer('resize').output.shape == (None, 96, 96, 3)
+  assert model.get_layer('backbone').input.shape == (None, 96, 96, 3)
+  assert model(_images(2)).shape == (2, 4)
+
+
+def test_no_resizing_at_the_stored_size():
+  model = models.build_model('resnet', 32, 4)
+  assert 'resize' not in [layer.name for layer in model.layers]
+
+
+def test_builder_arguments_pass_through():
+  model = models.build_model('resnet', 32, 4, dropout=0.3, width=16)
+  (dropout,) = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+  assert dropout.rate == 0.3
+  assert model.count_params() < models.build_model('resnet', 32, 4).count_params() / 3
+
+
+def _mobilenet_025(num_classes):
+  return models.build_model('mobilenet', 32, num_classes, alpha=0.25)
+
+
+def test_fine_tune_layers_trainable_counts():
+  num_classes = 5
+  head = 256 * num_classes + num_classes  # Dense on the 256 pooled features
+  model = _mobilenet_025(num_classes)
+  total = models.count_params(model)[1]
+  assert total == 218_544 + head
+
+  models.set_fine_tune_layers(model, 0)
+  assert models.count_params(model) == (head, total)
+  models.set_fine_tune_layers(model, MOBILENET_025_LAST_BLOCK_LAYERS)
+  assert models.count_params(model) == (MOBILENET_025_LAST_BLOCK_CONV_WEIGHTS + head, total)
+  models.set_fine_tune_layers(model, 'all')
+  assert models.count_params(model) == (MOBILENET_025_CONV_WEIGHTS + head, total)
+  # The whole depth is the same as 'all'; a later call undoes an earlier one.
+  models.set_fine_tune_layers(model, models.backbone_depth(model))
+  assert models.count_params(model) == (MOBILENET_025_CONV_WEIGHTS + head, total)
+  models.set_fine_tune_layers(model, 0)
+  assert models.count_params(model) == (head, total)
+
+
+@pytest.mark.parametrize('fine_tune_layers', [0, 3, 'all'])
+def test_backbone_batchnorm_never_trains(fine_tune_layers):
+  model = _mobilenet_025(3)
+  models.set_fine_tune_layers(model, fine_tune_layers)
+  norms = [layer for layer in model.get_layer('backbone').layers
+           if isinstance(layer, keras.layers.BatchNormalization)]
+  assert len(norms) == 27
+  assert not any(layer.trainable or layer.trainable_weights for layer in norms)
+
+
+def test_from_scratch_batchnorm_trains():
+  model = models.build_model('resnet', 32, 3)
+  models.set_fine_tune_layers(model, 'all')
+  assert models.count_params(model)[0] == model.count_params() - sum(
+      2 * layer.gamma.shape[0] for layer in model.layers
+      if isinstance(layer, keras.layers.BatchNormalization))  # only moving statistics are fixed
+
+
+def test_fine_tune_layers_too_deep():
+  model = _mobilenet_025(3)
+  depth = models.backbone_depth(model)
+  with pytest.raises(ValueError, match=f'{depth} layers'):
+    models.set_fine_tune_layers(model, depth + 1)
+
+
+@pytest.mark.parametrize('fine_tune_layers', [-1, 'some', 2.5, True])
+def test_fine_tune_layers_invalid_values(fine_tune_layers):
+  with pytest.raises(ValueError, match='fine_tune_layers'):
+    models.set_fine_tune_layers(_mobilenet_025(3), fine_tune_layers)
+
+
+@pytest.mark.parametrize('fine_tune_layers', [0, 4])
+def test_fine_tune_layers_without_backbone(fine_tune_layers):
+  model = models.build_model('simple_cnn', 32, 3)
+  with pytest.raises(ValueError, match="'all'"):
+    models.set_fine_tune_layers(model, fine_tune_layers)
+  with pytest.raises(ValueError, match='backbone'):
+    models.backbone_depth(model)
+
+
+def test_unknown_model():
+  with pytest.raises(ValueError, match='known models: .*simple_cnn'):
+    models.build_model('resnet18', 32, 3)
+
+
+def test_image_size_below_minimum():
+  with pytest.raises(ValueError, match='at least 32x32'):
+    models.build_model('mobilenet_v2', 24, 3)
+
+
+def test_missing_weights_file(tmp_path):
+  path = str(tmp_path / 'missing.h5')
+  with pytest.raises(ValueError, match='missing.h5'):
+    models.build_model('mobilenet', 96, 3, weights=path, alpha=0.25)
+
+
+def test_weights_for_a_model_without_backbone():
+  with pytest.raises(ValueError, match='no ImageNet backbone'):
+    models.build_model('resnet', 32, 3, weights='imagenet')
+
+
+def test_argument_the_builder_does_not_take():
+  with pytest.raises(ValueError, match='alpha'):
+    models.build_model('vgg16', 32, 3, alpha=0.5)
+  with pytest.raises(ValueError, match='width'):
+    models.build_model('simple_cnn', 32, 3, width=8)
+
+
+@needs_weights_file
+@pytest.mark.parametrize('name, alpha', [('mobilenet', 0.5), ('mobilenet_v2', 1.0)])
+def test_weights_file_of_another_architecture(name, alpha):
+  with pytest.raises(ValueError, match='does not fit model') as error:
+    models.build_model(name, 96, 3, weights=MOBILENET_025_WEIGHTS, alpha=alpha)
+  assert '\n' not in str(error.value)
+
+
+@needs_weights_file
+def test_loads_imagenet_weights_file():
+  model = models.build_model('mobilenet', 96, 3, weights=MOBILENET_025_WEIGHTS, alpha=0.25)
+  reference = keras.applications.MobileNet(
+      input_shape=(96, 96, 3), alpha=0.25, include_top=False, weights=MOBILENET_025_WEIGHTS)
+  backbone = model.get_layer('backbone')
+  assert len(backbone.weights) == len(reference.weights)
+  for ours, theirs in zip(backbone.weights, reference.weights):
+    np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+  # Not a coincidence of initializers: a random backbone differs.
+  random = models.build_model('mobilenet', 96, 3, alpha=0.25).get_layer('backbone')
+  assert not np.array_equal(random.get_layer('conv1').kernel.numpy(),
+                            backbone.get_layer('conv1').kernel.numpy())

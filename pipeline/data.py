@@ -156,13 +156,13 @@ def resolve_data(config: DataConfig) -> Tuple[DataConfig, Dict[str, int]]:
   else:
     if source == constants.SOURCE_CIFAR_ARCHIVE:
       sources.check_archive_md5(path, config.trust_data)
-    meta = sources.read_cifar_meta(source, path)
+    cifar = sources.read_cifar(source, path)
+    meta = cifar.meta
     if config.num_classes and not config.classes and not config.class_table and (
         config.num_classes not in COURSE_CLASS_COUNTS):
       print(f'Note: the course uses {COURSE_CLASS_COUNTS} classes; using {config.num_classes}.')
     ids = select_ids(config, meta.fine_names, _DEFAULT_CIFAR_CLASSES)
-    train = sources.read_cifar_split(source, path, 'train')
-    test = sources.read_cifar_split(source, path, 'test')
+    train, test = cifar.train, cifar.test
     names = tuple(meta.fine_names[i] for i in ids)
     coarse = tuple(_coarse_name(train, meta, i) for i in ids)
     train_counts = [int(np.sum(train.fine_labels == i)) for i in ids]

@@ -20,7 +20,6 @@ from pipeline.errors import UserError
 CIFAR100_MD5 = 'eb9058c3a382ffc7106e4002c42a8d85'  # the official cifar-100-python.tar.gz
 CIFAR100_ARCHIVE_NAME = 'cifar-100-python.tar.gz'
 CIFAR100_FOLDER_NAME = 'cifar-100-python'
-CIFAR100_MEMBERS = {'train': 'train', 'test': 'test', 'meta': 'meta'}
 CIFAR_IMAGE_SHAPE = (32, 32, 3)
 
 
@@ -69,23 +68,33 @@ def _unpickle(data: bytes, what: str) -> Dict[str, object]:
   return {(k.decode('latin1') if isinstance(k, bytes) else k): v for k, v in obj.items()}
 
 
-def _read_member(source: str, path: str, member: str) -> bytes:
-  """The bytes of cifar-100-python/<member> from the archive or the extracted folder."""
+def _read_members(source: str, path: str, members: Sequence[str]) -> Dict[str, bytes]:
+  """The bytes of cifar-100-python/<member> for each member, in one pass over the archive."""
   if source == constants.SOURCE_CIFAR_FOLDER:
-    file_path = os.path.join(path, member)
-    if not os.path.isfile(file_path):
-      raise UserError(f'{path}: no file {member!r} (expected the extracted cifar-100-python/ folder)')
-    with open(file_path, 'rb') as f:
-      return f.read()
+    found = {}
+    for member in members:
+      file_path = os.path.join(path, member)
+      if not os.path.isfile(file_path):
+        raise UserError(f'{path}: no file {member!r} (expected the extracted cifar-100-python/ folder)')
+      with open(file_path, 'rb') as f:
+        found[member] = f.read()
+    return found
+  found = {}
   try:
     with tarfile.open(path, 'r:gz') as tar:
       for info in tar:
-        if info.isfile() and os.path.basename(info.name) == member and os.path.basename(
-            os.path.dirname(info.name)) == CIFAR100_FOLDER_NAME:
-          return tar.extractfile(info).read()
+        name = os.path.basename(info.name)
+        if (info.isfile() and name in members and
+            os.path.basename(os.path.dirname(info.name)) == CIFAR100_FOLDER_NAME):
+          found[name] = tar.extractfile(info).read()
+          if len(found) == len(members):
+            break
   except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
     raise UserError(f'{path}: truncated or corrupt archive ({e})') from e
-  raise UserError(f'{path}: archive has no {CIFAR100_FOLDER_NAME}/{member}')
+  missing = [m for m in members if m not in found]
+  if missing:
+    raise UserError(f'{path}: archive has no {CIFAR100_FOLDER_NAME}/{missing[0]}')
+  return found
 
 
 class CifarMeta(NamedTuple):
@@ -99,23 +108,21 @@ class CifarSplit(NamedTuple):
   coarse_labels: np.ndarray  # [N] int64
 
 
-def _names(values, what) -> Tuple[str, ...]:
+def _names(values) -> Tuple[str, ...]:
   return tuple(v.decode('utf-8') if isinstance(v, bytes) else str(v) for v in values)
 
 
-def read_cifar_meta(source: str, path: str) -> CifarMeta:
-  meta = _unpickle(_read_member(source, path, 'meta'), f'{path}: meta')
+def parse_cifar_meta(raw: bytes, what: str) -> CifarMeta:
+  meta = _unpickle(raw, what)
   try:
-    return CifarMeta(_names(meta['fine_label_names'], 'fine'),
-                     _names(meta['coarse_label_names'], 'coarse'))
+    return CifarMeta(_names(meta['fine_label_names']), _names(meta['coarse_label_names']))
   except KeyError as e:
-    raise UserError(f'{path}: meta has no {e.args[0]!r}') from e
+    raise UserError(f'{what} has no {e.args[0]!r}') from e
 
 
-def read_cifar_split(source: str, path: str, member: str) -> CifarSplit:
+def parse_cifar_split(raw: bytes, what: str) -> CifarSplit:
   """One of the 'train'/'test' pickles as HWC uint8 images and int labels."""
-  what = f'{path}: {member}'
-  batch = _unpickle(_read_member(source, path, member), what)
+  batch = _unpickle(raw, what)
   try:
     data = np.asarray(batch['data'], dtype=np.uint8)
     fine = np.asarray(batch['fine_labels'], dtype=np.int64)
@@ -126,8 +133,30 @@ def read_cifar_split(source: str, path: str, member: str) -> CifarSplit:
     raise UserError(f'{what}: expected data N x 3072 and N labels, found {data.shape}, '
                     f'{len(fine)} fine and {len(coarse)} coarse labels')
   # Rows are channel-major: 1024 red, then 1024 green, then 1024 blue values.
-  images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-  return CifarSplit(np.ascontiguousarray(images), fine, coarse)
+  images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # a view: no copy
+  return CifarSplit(images, fine, coarse)
+
+
+class CifarData(NamedTuple):
+  meta: CifarMeta
+  train: CifarSplit
+  test: CifarSplit
+
+
+def read_cifar(source: str, path: str) -> CifarData:
+  """meta, train and test of the archive or extracted folder, reading the archive once."""
+  raw = _read_members(source, path, ('meta', 'train', 'test'))
+  return CifarData(parse_cifar_meta(raw['meta'], f'{path}: meta'),
+                   parse_cifar_split(raw['train'], f'{path}: train'),
+                   parse_cifar_split(raw['test'], f'{path}: test'))
+
+
+def read_cifar_meta(source: str, path: str) -> CifarMeta:
+  return parse_cifar_meta(_read_members(source, path, ('meta',))['meta'], f'{path}: meta')
+
+
+def read_cifar_split(source: str, path: str, member: str) -> CifarSplit:
+  return parse_cifar_split(_read_members(source, path, (member,))[member], f'{path}: {member}')
 
 
 # --- image folders ---

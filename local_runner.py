@@ -22,9 +22,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
   print(f'{len(data.class_names)} classes from {data.source_path}: {", ".join(data.class_names)}')
   print('images per split: ' + ', '.join(f'{k} {v:,}' for k, v in sizes.items()), flush=True)
 
-  # TFX and TensorFlow take seconds to import: only once the input is known to be good.
+  # TFX and TensorFlow take seconds to import: only once the data is known to be good.
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
+  from modules.trainer import check_training_config  # pylint: disable=g-import-not-at-top
   from pipeline.pipeline import create_pipeline  # pylint: disable=g-import-not-at-top
+  check_training_config(config.training, len(data.class_names), data.stored_image_size)
   metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(
       config.runner.metadata_path)
   started = time.time()

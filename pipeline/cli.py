@@ -1,11 +1,13 @@
 """Command-line flags -> `PipelineConfig`, shared by both runners; and the error-reporting wrapper."""
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
 from typing import Callable, Optional, Sequence
 
-from pipeline.configs import DataConfig, PipelineConfig, RunnerConfig
+from pipeline.configs import (DataConfig, EvaluationConfig, PipelineConfig, RunnerConfig,
+                              TrainingConfig)
 from pipeline.errors import UserError, user_error_message
 
 
@@ -42,6 +44,76 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
                  help='Beam DirectRunner workers; 0 runs in-process (default %(default)s)')
 
 
+def _fine_tune_layers(value: str) -> str:
+  if value != 'all' and not value.isdigit():
+    raise argparse.ArgumentTypeError(f"expected 0, a number of top layers, or 'all'; got {value!r}")
+  return value
+
+
+def add_training_flags(parser: argparse.ArgumentParser) -> None:
+  t = TrainingConfig()
+  g = parser.add_argument_group('model and training')
+  g.add_argument('--model', default=t.model,
+                 help='simple_cnn | resnet | vgg16 | mobilenet | mobilenet_v2 | resnet50 | '
+                 'efficientnet_b0 | densenet121 (default %(default)s)')
+  g.add_argument('--image-size', type=int, default=t.image_size,
+                 help='side the model sees; images are resized inside the model (default: the '
+                 "model's own: 32 from scratch and vgg16, 64-96 for the other transfer models)")
+  g.add_argument('--weights', default=t.weights,
+                 help='transfer models: imagenet | none | PATH of a no-top .h5 file '
+                 '(default %(default)s)')
+  g.add_argument('--alpha', type=float, default=t.alpha,
+                 help='MobileNet width multiplier (default %(default)s)')
+  g.add_argument('--dropout', type=float, default=t.dropout,
+                 help="dropout before the classifier (default: the model's own)")
+  g.add_argument('--fine-tune-layers', type=_fine_tune_layers, default=t.fine_tune_layers,
+                 help="transfer models: 0 = frozen backbone, K = its top K layers train, 'all' "
+                 '(default %(default)s)')
+  g.add_argument('--head-epochs', type=int, default=t.head_epochs,
+                 help='when fine-tuning: epochs that train the new head alone first '
+                 '(default %(default)s)')
+  g.add_argument('--fine-tune-learning-rate', type=float, default=t.fine_tune_learning_rate,
+                 help='learning rate once backbone layers train (default %(default)s)')
+  g.add_argument('--epochs', type=int, default=t.epochs, help='(default %(default)s)')
+  g.add_argument('--batch-size', type=int, default=t.batch_size, help='(default %(default)s)')
+  g.add_argument('--optimizer', default=t.optimizer,
+                 help='adam | adamw | sgd | rmsprop (default %(default)s)')
+  g.add_argument('--learning-rate', type=float, default=t.learning_rate,
+                 help='peak learning rate (default %(default)s)')
+  g.add_argument('--momentum', type=float, default=t.momentum,
+                 help='sgd momentum, Nesterov (default %(default)s)')
+  g.add_argument('--schedule', default=t.schedule,
+                 help='constant | cosine (with warmup) | plateau (default %(default)s)')
+  g.add_argument('--warmup-epochs', type=float, default=t.warmup_epochs,
+                 help='cosine warmup (default %(default)s)')
+  g.add_argument('--weight-decay', type=float, default=t.weight_decay,
+                 help='decoupled weight decay (default %(default)s)')
+  g.add_argument('--label-smoothing', type=float, default=t.label_smoothing,
+                 help='(default %(default)s)')
+  g.add_argument('--augment', default=t.augment,
+                 help='none | basic (flip, pad-and-crop) | strong (+ rotation, zoom, contrast) '
+                 '(default %(default)s)')
+  g.add_argument('--early-stopping-patience', type=int, default=t.early_stopping_patience,
+                 help='stop after N epochs without val_accuracy gain and keep the best weights; '
+                 '0 = off (default %(default)s)')
+  g.add_argument('--precision', default=t.precision,
+                 help='float32 | mixed_float16 (GPUs) | mixed_bfloat16 (default %(default)s)')
+  g.add_argument('--jit', action='store_true', help='XLA compilation (GPUs; slow on CPUs)')
+  g.add_argument('--seed', type=int, default=t.seed, help='(default %(default)s)')
+  g.add_argument('--steps-per-epoch', type=int, default=t.steps_per_epoch,
+                 help='default: one pass over the train split')
+
+
+def add_evaluation_flags(parser: argparse.ArgumentParser) -> None:
+  e = EvaluationConfig()
+  g = parser.add_argument_group('evaluation and blessing')
+  g.add_argument('--bless-min-accuracy', dest='min_accuracy', type=float, default=e.min_accuracy,
+                 help='bless (and push) only models with test accuracy at or above this '
+                 '(default %(default)s)')
+  g.add_argument('--no-baseline', dest='compare_to_baseline', action='store_false',
+                 help='do not require the model to match the latest blessed model\'s accuracy')
+
+
 def add_runner_flags(parser: argparse.ArgumentParser) -> None:
   r = RunnerConfig()
   g = parser.add_argument_group('outputs')
@@ -55,6 +127,8 @@ def add_runner_flags(parser: argparse.ArgumentParser) -> None:
 def build_parser(description: str) -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(description=description)
   add_data_flags(parser)
+  add_training_flags(parser)
+  add_evaluation_flags(parser)
   add_runner_flags(parser)
   return parser
 
@@ -65,9 +139,13 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
       num_classes=args.num_classes, class_table=args.class_table, classes=args.classes,
       eval_fraction=args.eval_fraction, test_fraction=args.test_fraction,
       beam_workers=args.beam_workers)
+  training = TrainingConfig(**{
+      f.name: getattr(args, f.name) for f in dataclasses.fields(TrainingConfig)})
   runner = RunnerConfig(pipeline_name=args.pipeline_name, output_dir=args.output_dir,
                         enable_cache=args.enable_cache)
-  return PipelineConfig(data=data, runner=runner)
+  evaluation = EvaluationConfig(min_accuracy=args.min_accuracy,
+                                compare_to_baseline=args.compare_to_baseline)
+  return PipelineConfig(data=data, training=training, evaluation=evaluation, runner=runner)
 
 
 def check_writable_dir(path: str, flag: str = '--output-dir') -> None:

@@ -32,6 +32,43 @@ class DataConfig:
   class_names: Tuple[str, ...] = ()  # the team's classes, sorted; label = index here
   fine_label_ids: Tuple[int, ...] = ()  # their ids in the source (CIFAR-100 ids, folder index)
   coarse_names: Tuple[str, ...] = ()  # superclass of each class
+  stored_image_size: int = 32  # side of the stored images (CIFAR: 32; an image folder's own)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+  """The model and how it trains. The defaults are the best from-scratch recipe measured on this
+  project's 2-core CPU (docs/results.md)."""
+  model: str = 'resnet'  # a key of modules.models.MODELS
+  image_size: Optional[int] = None  # side the model sees (resized inside it); None: model default
+  weights: str = 'imagenet'  # transfer models: imagenet | none | PATH of a no-top .h5 file
+  alpha: float = 1.0  # MobileNet width multiplier
+  dropout: Optional[float] = None  # None: the builder's default
+  fine_tune_layers: str = '0'  # transfer models: 0 frozen backbone, K top layers, or 'all'
+  head_epochs: int = 2  # transfer models with fine_tune_layers != 0: head-only epochs first
+  fine_tune_learning_rate: float = 1e-4  # learning rate once backbone layers train
+  epochs: int = 12  # (after the head epochs, for transfer models that fine-tune)
+  batch_size: int = 128  # examples per step
+  optimizer: str = 'sgd'  # adam | adamw | sgd (nesterov momentum) | rmsprop
+  learning_rate: float = 0.1  # peak learning rate (after warmup)
+  momentum: float = 0.9  # sgd
+  schedule: str = 'cosine'  # constant | cosine (with warmup) | plateau (reduce on plateau)
+  warmup_epochs: float = 1.0  # cosine only
+  weight_decay: float = 5e-4  # decoupled, on kernels only
+  label_smoothing: float = 0.1
+  augment: str = 'basic'  # none | basic (flip, pad-and-crop) | strong (+ rotation, zoom, contrast)
+  early_stopping_patience: int = 0  # epochs without val_accuracy gain; 0: off
+  precision: str = 'float32'  # float32 | mixed_float16 (GPU) | mixed_bfloat16 (CPU with AMX, TPU)
+  jit: bool = False  # XLA; pays on GPUs, 8-10x slower on this CPU
+  seed: int = 0  # weights, shuffling, augmentation
+  steps_per_epoch: Optional[int] = None  # None: one pass over the train split
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationConfig:
+  """When the Evaluator blesses a model (and so the Pusher pushes it)."""
+  min_accuracy: float = 0.0  # test accuracy at or above this
+  compare_to_baseline: bool = True  # and not below the latest blessed model's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,10 +86,17 @@ class RunnerConfig:
   def metadata_path(self) -> str:
     return os.path.join(self.output_dir, 'metadata.sqlite')
 
+  @property
+  def serving_model_dir(self) -> str:
+    """Where the Pusher puts blessed models: <this>/<version>/."""
+    return os.path.join(self.output_dir, 'serving_model', self.pipeline_name)
+
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
   data: DataConfig = DataConfig()
+  training: TrainingConfig = TrainingConfig()
+  evaluation: EvaluationConfig = EvaluationConfig()
   runner: RunnerConfig = RunnerConfig()
 
   def replace(self, **groups) -> 'PipelineConfig':

@@ -30,10 +30,12 @@ SPLITS = (TRAIN_SPLIT, EVAL_SPLIT, TEST_SPLIT)
 SERVING_SIGNATURE = 'serving_default'
 TRANSFORM_SIGNATURE = 'transform_features'
 EXAMPLES_INPUT = 'examples'
-PROBABILITIES_OUTPUT = 'probabilities'
-CLASS_NAMES_OUTPUT = 'class_names'
+PROBABILITIES_OUTPUT = 'probabilities'  # [B, N] float32
+CLASS_ID_OUTPUT = 'class_id'  # [B] int64: the top class, an index into the team's classes
+CLASS_NAME_OUTPUT = 'class_name'  # [B] string: its name
 
 # --- files written beside artifacts ---
+PROVENANCE_DIR = 'assets.extra'  # inside the SavedModel; TF Serving ignores it, Pusher copies it
 TRAINING_STATS_FILE = 'training_stats.json'
 CLASSES_FILE = 'classes.json'
 

@@ -143,6 +143,10 @@ def resolve_data(config: DataConfig) -> Tuple[DataConfig, Dict[str, int]]:
     scan = sources.scan_image_folder(path)
     if scan.skipped:
       print(f'Warning: skipped {scan.skipped} non-image file(s) under {path}', flush=True)
+    height, width = scan.image_size
+    if height != width:
+      raise UserError(f'{path}: images are {width}x{height}; the pipeline needs square images')
+    stored_size = height
     ids = select_ids(config, scan.class_names, len(scan.class_names))
     names = tuple(scan.class_names[i] for i in ids)
     coarse = names
@@ -154,6 +158,7 @@ def resolve_data(config: DataConfig) -> Tuple[DataConfig, Dict[str, int]]:
     else:
       test_counts = [len(scan.test_files.get(n, [])) for n in names]
   else:
+    stored_size = sources.CIFAR_IMAGE_SHAPE[0]
     if source == constants.SOURCE_CIFAR_ARCHIVE:
       sources.check_archive_md5(path, config.trust_data)
     cifar = sources.read_cifar(source, path)
@@ -178,7 +183,8 @@ def resolve_data(config: DataConfig) -> Tuple[DataConfig, Dict[str, int]]:
   }
   resolved = dataclasses.replace(
       config, num_classes=len(ids), source=source, source_path=path, class_names=names,
-      fine_label_ids=tuple(int(i) for i in ids), coarse_names=coarse)
+      fine_label_ids=tuple(int(i) for i in ids), coarse_names=coarse,
+      stored_image_size=stored_size)
   return resolved, sizes
 
 

@@ -7,10 +7,17 @@ from tfx import v1 as tfx
 
 from components.data_validation import CuratedSchemaGen, ValidationGate
 from components.example_gen.component import Cifar100ExampleGen
+from modules import models
+from modules import trainer as trainer_module
+from modules import transform as transform_module
 from pipeline.configs import DataConfig, PipelineConfig
+from pipeline import evaluation
+from pipeline.constants import EVAL_SPLIT, TEST_SPLIT, TRAIN_SPLIT
+
+MODULES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'modules')
 
 
-SETUP_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'setup.py')
+SETUP_FILE = os.path.join(os.path.dirname(MODULES_DIR), 'setup.py')
 
 
 def beam_pipeline_args(config: PipelineConfig) -> List[str]:
@@ -37,8 +44,15 @@ def make_example_gen(data: DataConfig) -> Cifar100ExampleGen:
 
 
 def create_pipeline(config: PipelineConfig,
-                    metadata_connection_config: Optional[object] = None) -> tfx.dsl.Pipeline:
-  """The pipeline's components in DAG order, for a config resolved by `pipeline.data`."""
+                    metadata_connection_config: Optional[object] = None,
+                    beam_args: Optional[List[str]] = None) -> tfx.dsl.Pipeline:
+  """The pipeline's components in DAG order, for a config resolved by `pipeline.data`.
+
+  Args:
+    config: the resolved config.
+    metadata_connection_config: ML Metadata (None: the orchestrator's own, e.g. Vertex).
+    beam_args: Beam pipeline args; None: the local DirectRunner (`beam_pipeline_args`).
+  """
   data = config.data
   example_gen = make_example_gen(data)
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
@@ -50,8 +64,55 @@ def create_pipeline(config: PipelineConfig,
       statistics=statistics_gen.outputs['statistics'],
       schema=curated_schema.outputs['curated_schema'])
   validation_gate = ValidationGate(anomalies=example_validator.outputs['anomalies'])
+  schema = curated_schema.outputs['curated_schema']
+
+  transform = tfx.components.Transform(
+      examples=example_gen.outputs['examples'],
+      schema=schema,
+      module_file=os.path.join(MODULES_DIR, 'transform.py'),
+      custom_config={
+          transform_module.PREPROCESSING: models.get_spec(config.training.model).preprocessing,
+          transform_module.STORED_IMAGE_SIZE: data.stored_image_size,
+      },
+      # The Evaluator reads the raw test split through the model's own transform signature.
+      splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN_SPLIT],
+                                           transform=[TRAIN_SPLIT, EVAL_SPLIT]))
+  transform.add_upstream_node(validation_gate)  # never train on data that failed validation
+
+  trainer = tfx.components.Trainer(
+      module_file=os.path.join(MODULES_DIR, 'trainer.py'),
+      examples=transform.outputs['transformed_examples'],
+      transform_graph=transform.outputs['transform_graph'],
+      schema=schema,
+      train_args=tfx.proto.TrainArgs(splits=[TRAIN_SPLIT]),
+      eval_args=tfx.proto.EvalArgs(splits=[EVAL_SPLIT]),
+      custom_config=trainer_module.trainer_custom_config(
+          config.training, data.class_names, data.stored_image_size))
+
+  # The latest blessed model of this pipeline, the baseline a new model must not fall behind.
+  baseline = tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+  ).with_id('latest_blessed_model_resolver')
+  evaluator = tfx.components.Evaluator(
+      examples=example_gen.outputs['examples'],
+      model=trainer.outputs['model'],
+      baseline_model=baseline.outputs['model'],
+      eval_config=evaluation.make_eval_config(
+          len(data.class_names), config.evaluation.min_accuracy,
+          config.evaluation.compare_to_baseline),
+      example_splits=[TEST_SPLIT])
+  pusher = tfx.components.Pusher(
+      model=trainer.outputs['model'],
+      model_blessing=evaluator.outputs['blessing'],
+      push_destination=tfx.proto.PushDestination(
+          filesystem=tfx.proto.PushDestination.Filesystem(
+              base_directory=config.runner.serving_model_dir)))
+
   components = [
-      example_gen, statistics_gen, schema_gen, curated_schema, example_validator, validation_gate
+      example_gen, statistics_gen, schema_gen, curated_schema, example_validator, validation_gate,
+      transform, trainer, baseline, evaluator, pusher,
   ]
   return tfx.dsl.Pipeline(
       pipeline_name=config.runner.pipeline_name,
@@ -59,5 +120,5 @@ def create_pipeline(config: PipelineConfig,
       components=components,
       enable_cache=config.runner.enable_cache,
       metadata_connection_config=metadata_connection_config,
-      beam_pipeline_args=beam_pipeline_args(config),
+      beam_pipeline_args=beam_args if beam_args is not None else beam_pipeline_args(config),
   )

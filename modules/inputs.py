@@ -1,0 +1,66 @@
+"""The input pipeline shared by Trainer and Tuner: transformed examples -> (images, labels) batches.
+
+Transformed images are small (stored size, float32), so the parsed split is cached in memory
+after the first pass when it fits the budget below; later epochs then run at the speed of an
+in-memory numpy pipeline (benchmarks/input_pipeline.py measures it).
+"""
+from typing import List, Optional
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from modules import training
+from pipeline import constants
+
+CACHE_BUDGET_BYTES = 6 * 2**30  # cache a parsed split in memory up to this size
+_PARSE_BATCH = 512
+_SHUFFLE_BUFFER = 20_000
+
+
+def _files(patterns: List[str]) -> List[str]:
+  files = sorted(f for pattern in patterns for f in tf.io.gfile.glob(pattern))
+  if not files:
+    raise ValueError(f'no files match {patterns}')
+  return files
+
+
+def _records(patterns: List[str]) -> tf.data.Dataset:
+  return tf.data.TFRecordDataset(_files(patterns), compression_type='GZIP',
+                                 num_parallel_reads=tf.data.AUTOTUNE)
+
+
+def count_examples(patterns: List[str]) -> int:
+  """Number of records in gzipped TFRecord files (one fast pass, no parsing)."""
+  return int(_records(patterns).reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+
+
+def make_dataset(patterns: List[str], tf_transform_output: tft.TFTransformOutput,
+                 batch_size: int, training_split: bool, num_examples: int,
+                 augment: str = 'none', seed: Optional[int] = None) -> tf.data.Dataset:
+  """(images [B, S, S, 3] float32, labels [B] int64) batches of transformed examples.
+
+  The train split is shuffled, repeated forever (pass `steps_per_epoch`) and augmented on the fly;
+  augmentation runs here in tf.data and not in Transform so that Transform's output stays
+  deterministic and cacheable while every epoch sees new variations. Other splits are read once,
+  in order, with a final partial batch.
+  """
+  spec = tf_transform_output.transformed_feature_spec()
+  image_spec = spec[constants.IMAGE_XF_KEY]
+  feature_spec = {constants.IMAGE_XF_KEY: image_spec, constants.LABEL_XF_KEY: spec[constants.LABEL_XF_KEY]}
+
+  def parse(serialized):
+    features = tf.io.parse_example(serialized, feature_spec)
+    return features[constants.IMAGE_XF_KEY], tf.reshape(features[constants.LABEL_XF_KEY], [-1])
+
+  dataset = _records(patterns).batch(_PARSE_BATCH).map(
+      parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
+  example_bytes = 4 * int(tf.TensorShape(image_spec.shape).num_elements())
+  if num_examples * example_bytes <= CACHE_BUDGET_BYTES:
+    dataset = dataset.cache()
+  if training_split:
+    dataset = dataset.shuffle(min(num_examples, _SHUFFLE_BUFFER), seed=seed,
+                              reshuffle_each_iteration=True).repeat()
+  dataset = dataset.batch(batch_size, drop_remainder=training_split)
+  if training_split:
+    dataset = training.augment_dataset(dataset, augment, image_spec.shape[:2])
+  return dataset.prefetch(tf.data.AUTOTUNE)

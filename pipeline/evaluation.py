@@ -1,0 +1,68 @@
+"""The Evaluator's configuration: which metrics, which slices, and when a model is blessed.
+
+The model is evaluated as a generic TF model through its signatures (Keras 3 models export no
+Keras metadata TFMA could use): `serving_default` gives `probabilities`, and the raw features that
+slices need (`label_name`, `coarse_label`) come from the raw test examples. Slicing by the string
+features `label_name`/`coarse_label`, never by the integer label, avoids TFMA's one_hot IndexError
+of tensorflow/tfx issue 2341 with multi-class metrics.
+"""
+import json
+
+import tensorflow_model_analysis as tfma
+
+from pipeline import constants
+
+ACCURACY = 'sparse_categorical_accuracy'
+TOP_K_ACCURACY = 'sparse_top_k_categorical_accuracy'
+TOP_K = 5
+SLICE_FEATURES = (constants.LABEL_NAME_KEY, constants.COARSE_LABEL_KEY)
+
+
+def make_eval_config(num_classes: int, min_accuracy: float,
+                     compare_to_baseline: bool = True) -> tfma.EvalConfig:
+  """Accuracy, top-k accuracy, example count and the top-1 confusion matrix, overall and per class
+  and superclass; blessed when accuracy >= min_accuracy and (with a baseline) not lower than the
+  latest blessed model's.
+
+  Macro precision and recall are derived from the confusion matrix (`macro_precision_recall`):
+  TFMA 0.47's binarized Precision/Recall with top_k=1 cannot be macro-averaged (its aggregation
+  looks the per-class values up without their top_k and fails with a KeyError).
+  """
+  threshold = tfma.MetricThreshold(
+      value_threshold=tfma.GenericValueThreshold(lower_bound={'value': min_accuracy}))
+  if compare_to_baseline:
+    threshold.change_threshold.CopyFrom(tfma.GenericChangeThreshold(
+        direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={'value': -1e-10}))
+  top_k = min(TOP_K, num_classes)
+  return tfma.EvalConfig(
+      model_specs=[tfma.ModelSpec(
+          signature_name=constants.SERVING_SIGNATURE,
+          preprocessing_function_names=[constants.TRANSFORM_SIGNATURE],
+          label_key=constants.LABEL_KEY,
+          prediction_key=constants.PROBABILITIES_OUTPUT)],
+      slicing_specs=[tfma.SlicingSpec()] + [
+          tfma.SlicingSpec(feature_keys=[key]) for key in SLICE_FEATURES],
+      metrics_specs=[
+          tfma.MetricsSpec(metrics=[
+              tfma.MetricConfig(class_name='ExampleCount'),
+              tfma.MetricConfig(class_name='SparseCategoricalAccuracy', threshold=threshold),
+              tfma.MetricConfig(class_name='SparseTopKCategoricalAccuracy',
+                                config=json.dumps({'k': top_k})),
+              tfma.MetricConfig(class_name='MultiClassConfusionMatrixPlot'),
+          ]),
+      ])
+
+
+def macro_precision_recall(matrix) -> tuple:
+  """(macro precision, macro recall) of a [true, predicted] count matrix; a class nobody
+  predicted counts as precision 0, as in scikit-learn's zero_division=0."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  matrix = np.asarray(matrix, dtype=np.float64)
+  true_positives = np.diag(matrix)
+  predicted = matrix.sum(axis=0)
+  actual = matrix.sum(axis=1)
+  precision = np.divide(true_positives, predicted, out=np.zeros_like(true_positives),
+                        where=predicted > 0)
+  recall = np.divide(true_positives, actual, out=np.zeros_like(true_positives), where=actual > 0)
+  present = actual > 0
+  return float(precision[present].mean()), float(recall[present].mean())

@@ -37,9 +37,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         + ', '.join(f'{k} {v:,}' for k, v in sizes.items()))
 
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
-  from modules.trainer import check_training_config  # pylint: disable=g-import-not-at-top
-  from pipeline.pipeline import create_pipeline  # pylint: disable=g-import-not-at-top
-  check_training_config(config.training, len(data.class_names), data.stored_image_size)
+  from pipeline.pipeline import check_config, create_pipeline  # pylint: disable=g-import-not-at-top
+  config = check_config(config)
   # Beam runs inside the component's container, on all its cores.
   pipeline = create_pipeline(config, beam_args=['--direct_running_mode=multi_processing',
                                                 '--direct_num_workers=0'])

@@ -24,9 +24,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
   # TFX and TensorFlow take seconds to import: only once the data is known to be good.
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
-  from modules.trainer import check_training_config  # pylint: disable=g-import-not-at-top
-  from pipeline.pipeline import create_pipeline  # pylint: disable=g-import-not-at-top
-  check_training_config(config.training, len(data.class_names), data.stored_image_size)
+  from pipeline.pipeline import check_config, create_pipeline  # pylint: disable=g-import-not-at-top
+  config = check_config(config)
   metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(
       config.runner.metadata_path)
   started = time.time()

@@ -15,7 +15,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
 
-from modules import export, inputs, models, training
+from modules import export, inputs, models, search_spaces, training
 from pipeline import constants
 from pipeline.configs import TrainingConfig
 from pipeline.errors import UserError
@@ -24,14 +24,34 @@ from pipeline.errors import UserError
 TRAINING = 'training'
 CLASS_NAMES = 'class_names'
 STORED_IMAGE_SIZE = 'stored_image_size'
+HYPERPARAMETERS_SOURCE = 'hyperparameters_source'  # 'config', 'tuner' or 'imported: PATH'
 
 KERAS_MODEL_FILE = 'model.keras'  # in the ModelRun artifact
 
 
 def trainer_custom_config(config: TrainingConfig, class_names: Sequence[str],
-                          stored_image_size: int) -> Dict[str, Any]:
+                          stored_image_size: int,
+                          hyperparameters_source: str = 'config') -> Dict[str, Any]:
   return {TRAINING: dataclasses.asdict(config), CLASS_NAMES: list(class_names),
-          STORED_IMAGE_SIZE: int(stored_image_size)}
+          STORED_IMAGE_SIZE: int(stored_image_size),
+          HYPERPARAMETERS_SOURCE: hyperparameters_source}
+
+
+def with_hyperparameters(config: TrainingConfig, hyperparameters: Optional[Dict[str, Any]],
+                         source: str) -> Tuple[TrainingConfig, Dict[str, Any]]:
+  """One tuned/untuned path: the config with the tuned values when there are any.
+
+  Returns the config to train with and the record of what was used and where it came from.
+  """
+  if not hyperparameters:
+    return config, {'source': 'config', 'values': {}}
+  import keras_tuner  # pylint: disable=g-import-not-at-top
+  values = keras_tuner.HyperParameters.from_config(hyperparameters).values
+  try:
+    search_spaces.check_values(values, config.model, source)
+  except ValueError as e:
+    raise UserError(str(e)) from e
+  return search_spaces.apply(config, values), {'source': source, 'values': dict(values)}
 
 
 def image_size_of(config: TrainingConfig) -> int:
@@ -146,13 +166,15 @@ def _versions() -> Dict[str, str]:
 def run_fn(fn_args) -> None:
   """Trains the configured model on the transformed train split and exports it for serving."""
   custom = fn_args.custom_config
-  config = TrainingConfig(**custom[TRAINING])
+  config, hyperparameters = with_hyperparameters(
+      TrainingConfig(**custom[TRAINING]), fn_args.hyperparameters,
+      custom.get(HYPERPARAMETERS_SOURCE, 'config'))
   class_names, stored_size = custom[CLASS_NAMES], custom[STORED_IMAGE_SIZE]
   check_training_config(config, len(class_names), stored_size)
   keras.utils.set_random_seed(config.seed)
   training.set_precision(config.precision)
 
-  tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+  tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
   num_train = inputs.count_examples(fn_args.train_files)
   num_eval = inputs.count_examples(fn_args.eval_files)
   steps_per_epoch = config.steps_per_epoch or math.ceil(num_train / config.batch_size)
@@ -170,7 +192,8 @@ def run_fn(fn_args) -> None:
 
   stats = training.training_stats(timer, model, extra={
       'model': config.model, 'image_size': image_size_of(config),
-      'train_examples': num_train, 'eval_examples': num_eval})
+      'train_examples': num_train, 'eval_examples': num_eval,
+      'hyperparameters': hyperparameters, 'training_config': dataclasses.asdict(config)})
   print(training.format_stats_summary(stats), flush=True)
   provenance = {
       constants.TRAINING_STATS_FILE: stats,

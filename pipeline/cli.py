@@ -7,7 +7,7 @@ import tempfile
 from typing import Callable, Optional, Sequence
 
 from pipeline.configs import (DataConfig, EvaluationConfig, PipelineConfig, RunnerConfig,
-                              TrainingConfig)
+                              TrainingConfig, TuningConfig)
 from pipeline.errors import UserError, user_error_message
 
 
@@ -104,6 +104,21 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
                  help='default: one pass over the train split')
 
 
+def add_tuning_flags(parser: argparse.ArgumentParser) -> None:
+  t = TuningConfig()
+  g = parser.add_argument_group('hyperparameter tuning')
+  g.add_argument('--tune', dest='tuner', nargs='?', const='random', default=t.tuner,
+                 metavar='TUNER', help='search hyperparameters first: random (the default with '
+                 'a bare --tune) | hyperband | bayesian; the Trainer then uses the best values')
+  g.add_argument('--tuner-trials', type=int, default=t.tuner_trials,
+                 help='trials of random and bayesian search (default %(default)s)')
+  g.add_argument('--tuner-epochs', type=int, default=t.tuner_epochs,
+                 help='epochs per trial; hyperband: the most a trial gets (default %(default)s)')
+  g.add_argument('--hyperparameters', default=t.hyperparameters, metavar='PATH',
+                 help="reuse an earlier search's best_hyperparameters.txt (or its folder) "
+                 'instead of tuning')
+
+
 def add_evaluation_flags(parser: argparse.ArgumentParser) -> None:
   e = EvaluationConfig()
   g = parser.add_argument_group('evaluation and blessing')
@@ -128,6 +143,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(description=description)
   add_data_flags(parser)
   add_training_flags(parser)
+  add_tuning_flags(parser)
   add_evaluation_flags(parser)
   add_runner_flags(parser)
   return parser
@@ -143,9 +159,12 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
       f.name: getattr(args, f.name) for f in dataclasses.fields(TrainingConfig)})
   runner = RunnerConfig(pipeline_name=args.pipeline_name, output_dir=args.output_dir,
                         enable_cache=args.enable_cache)
+  tuning = TuningConfig(tuner=args.tuner, tuner_trials=args.tuner_trials,
+                        tuner_epochs=args.tuner_epochs, hyperparameters=args.hyperparameters)
   evaluation = EvaluationConfig(min_accuracy=args.min_accuracy,
                                 compare_to_baseline=args.compare_to_baseline)
-  return PipelineConfig(data=data, training=training, evaluation=evaluation, runner=runner)
+  return PipelineConfig(data=data, training=training, tuning=tuning, evaluation=evaluation,
+                        runner=runner)
 
 
 def check_writable_dir(path: str, flag: str = '--output-dir') -> None:

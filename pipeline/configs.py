@@ -65,6 +65,15 @@ class TrainingConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TuningConfig:
+  """Hyperparameter search before training (off unless `tuner` is set)."""
+  tuner: Optional[str] = None  # random | hyperband | bayesian; None: no Tuner
+  tuner_trials: int = 10  # random and bayesian
+  tuner_epochs: int = 3  # epochs per trial (hyperband: the most any trial gets)
+  hyperparameters: Optional[str] = None  # best_hyperparameters.txt of an earlier search
+
+
+@dataclasses.dataclass(frozen=True)
 class EvaluationConfig:
   """When the Evaluator blesses a model (and so the Pusher pushes it)."""
   min_accuracy: float = 0.0  # test accuracy at or above this
@@ -96,6 +105,7 @@ class RunnerConfig:
 class PipelineConfig:
   data: DataConfig = DataConfig()
   training: TrainingConfig = TrainingConfig()
+  tuning: TuningConfig = TuningConfig()
   evaluation: EvaluationConfig = EvaluationConfig()
   runner: RunnerConfig = RunnerConfig()
 

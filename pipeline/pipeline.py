@@ -1,4 +1,5 @@
 """`create_pipeline(config)`: the one definition of the pipeline graph, for every runner."""
+import dataclasses
 import json
 import os
 from typing import List, Optional
@@ -7,7 +8,9 @@ from tfx import v1 as tfx
 
 from components.data_validation import CuratedSchemaGen, ValidationGate
 from components.example_gen.component import Cifar100ExampleGen
+from components.tuner import Tuner
 from modules import models
+from modules import tuner as tuner_module
 from modules import trainer as trainer_module
 from modules import transform as transform_module
 from pipeline.configs import DataConfig, PipelineConfig
@@ -30,6 +33,22 @@ def beam_pipeline_args(config: PipelineConfig) -> List[str]:
   mode = (['--direct_running_mode=multi_processing', f'--direct_num_workers={workers}']
           if workers > 0 else ['--direct_running_mode=in_memory', '--direct_num_workers=1'])
   return mode + [f'--setup_file={SETUP_FILE}']
+
+
+def check_config(config: PipelineConfig) -> PipelineConfig:
+  """Checks the model, training, tuning and evaluation settings of a resolved config before any
+  component runs (UserError), and stages an imported hyperparameters file; returns the config
+  to run."""
+  data = config.data
+  trainer_module.check_training_config(config.training, len(data.class_names),
+                                       data.stored_image_size)
+  tuner_module.check_tuning_config(config.tuning, config.training.model)
+  evaluation.check_evaluation_config(config.evaluation)
+  if config.tuning.hyperparameters:
+    staged = tuner_module.stage_hyperparameters(config.tuning.hyperparameters,
+                                                config.runner.output_dir)
+    config = config.replace(tuning=dataclasses.replace(config.tuning, hyperparameters=staged))
+  return config
 
 
 def make_example_gen(data: DataConfig) -> Cifar100ExampleGen:
@@ -79,15 +98,39 @@ def create_pipeline(config: PipelineConfig,
                                            transform=[TRAIN_SPLIT, EVAL_SPLIT]))
   transform.add_upstream_node(validation_gate)  # never train on data that failed validation
 
+  # Hyperparameters: searched by the Tuner, imported from an earlier search, or the config's.
+  tuning = config.tuning
+  tuning_components, hyperparameters, source = [], None, 'config'
+  trainer_config = trainer_module.trainer_custom_config(
+      config.training, data.class_names, data.stored_image_size)
+  if tuning.tuner:
+    tuner = Tuner(
+        module_file=os.path.join(MODULES_DIR, 'tuner.py'),
+        examples=transform.outputs['transformed_examples'],
+        transform_graph=transform.outputs['transform_graph'],
+        schema=schema,
+        train_args=tfx.proto.TrainArgs(splits=[TRAIN_SPLIT]),
+        eval_args=tfx.proto.EvalArgs(splits=[EVAL_SPLIT]),
+        custom_config={**trainer_config, tuner_module.TUNING: dataclasses.asdict(tuning)})
+    tuning_components, hyperparameters, source = (
+        [tuner], tuner.outputs['best_hyperparameters'], 'tuner')
+  elif tuning.hyperparameters:
+    importer = tfx.dsl.Importer(
+        source_uri=tuning.hyperparameters,
+        artifact_type=tfx.types.standard_artifacts.HyperParameters,
+    ).with_id('hyperparameters_importer')
+    tuning_components, hyperparameters, source = (
+        [importer], importer.outputs['result'], f'imported: {tuning.hyperparameters}')
+
   trainer = tfx.components.Trainer(
       module_file=os.path.join(MODULES_DIR, 'trainer.py'),
       examples=transform.outputs['transformed_examples'],
       transform_graph=transform.outputs['transform_graph'],
       schema=schema,
+      hyperparameters=hyperparameters,
       train_args=tfx.proto.TrainArgs(splits=[TRAIN_SPLIT]),
       eval_args=tfx.proto.EvalArgs(splits=[EVAL_SPLIT]),
-      custom_config=trainer_module.trainer_custom_config(
-          config.training, data.class_names, data.stored_image_size))
+      custom_config={**trainer_config, trainer_module.HYPERPARAMETERS_SOURCE: source})
 
   # The latest blessed model of this pipeline, the baseline a new model must not fall behind.
   baseline = tfx.dsl.Resolver(
@@ -112,7 +155,7 @@ def create_pipeline(config: PipelineConfig,
 
   components = [
       example_gen, statistics_gen, schema_gen, curated_schema, example_validator, validation_gate,
-      transform, trainer, baseline, evaluator, pusher,
+      transform, *tuning_components, trainer, baseline, evaluator, pusher,
   ]
   return tfx.dsl.Pipeline(
       pipeline_name=config.runner.pipeline_name,

@@ -9,13 +9,13 @@ from tfx import v1 as tfx
 
 from pipeline.configs import PipelineConfig
 from pipeline.data import resolve_data
-from pipeline.pipeline import create_pipeline
+from pipeline.pipeline import check_config, create_pipeline
 
 
 def run_pipeline(config: PipelineConfig):
   """Resolves the data, runs the pipeline; returns (resolved config, split sizes)."""
   data, sizes = resolve_data(config.data)
-  config = config.replace(data=data)
+  config = check_config(config.replace(data=data))
   connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(
       config.runner.metadata_path)
   tfx.orchestration.LocalDagRunner().run(create_pipeline(config, connection))
@@ -30,7 +30,7 @@ def store_for(config: PipelineConfig) -> metadata_store.MetadataStore:
 def latest_artifact(config: PipelineConfig, type_name: str, producer: str = ''):
   """The newest artifact of a type (made by the component whose id is `producer`, if given)."""
   artifacts = [a for a in store_for(config).get_artifacts_by_type(type_name)
-               if f'/{producer}/' in a.uri]
+               if not producer or f'/{producer}/' in a.uri]
   assert artifacts, f'no {type_name} artifact of {producer or "any component"} in ML Metadata'
   return max(artifacts, key=lambda a: a.id)
 

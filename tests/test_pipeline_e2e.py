@@ -9,25 +9,13 @@ import tensorflow as tf
 
 from modules import trainer as trainer_module
 from pipeline import constants
-from pipeline.configs import DataConfig, PipelineConfig, RunnerConfig, TrainingConfig
 from tests import e2e
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope='module')
-def run(cifar_archive, tmp_path_factory):
-  config = PipelineConfig(
-      data=DataConfig(data=cifar_archive[0], trust_data=True, team_seed=2, num_classes=20),
-      training=TrainingConfig(model='simple_cnn', epochs=2, batch_size=32, optimizer='adam',
-                              learning_rate=1e-3, schedule='constant'),
-      runner=RunnerConfig(output_dir=str(tmp_path_factory.mktemp('pipeline'))))
-  config, sizes = e2e.run_pipeline(config)
-  return config, sizes
-
-
-def test_training_stats_next_to_the_model(run):
-  config, sizes = run
+def test_training_stats_next_to_the_model(pipeline_run):
+  config, sizes = pipeline_run
   model_dir, _ = e2e.model_dirs(config)
   with open(os.path.join(model_dir, constants.TRAINING_STATS_FILE)) as f:
     stats = json.load(f)
@@ -41,8 +29,8 @@ def test_training_stats_next_to_the_model(run):
   assert len(stats['val_accuracy']) == 2
 
 
-def test_model_carries_its_provenance(run):
-  config, _ = run
+def test_model_carries_its_provenance(pipeline_run):
+  config, _ = pipeline_run
   model_dir, run_dir = e2e.model_dirs(config)
   extra = os.path.join(model_dir, 'Format-Serving', 'assets.extra')
   with open(os.path.join(extra, constants.CLASSES_FILE)) as f:
@@ -54,9 +42,9 @@ def test_model_carries_its_provenance(run):
   assert os.listdir(os.path.join(run_dir, 'logs'))  # TensorBoard logs in the ModelRun artifact
 
 
-def test_serving_signature_matches_the_training_path(run):
+def test_serving_signature_matches_the_training_path(pipeline_run):
   """Raw PNG examples through serving_default == the Keras model on Transform's output."""
-  config, _ = run
+  config, _ = pipeline_run
   model_dir, run_dir = e2e.model_dirs(config)
   loaded = tf.saved_model.load(os.path.join(model_dir, 'Format-Serving'))
   serve = loaded.signatures[constants.SERVING_SIGNATURE]
@@ -90,3 +78,125 @@ def test_serving_signature_matches_the_training_path(run):
   np.testing.assert_array_equal(
       served[constants.CLASS_NAME_OUTPUT].numpy().astype(str),
       np.array(config.data.class_names)[probabilities.argmax(axis=1)])
+
+
+def _evaluation(config):
+  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+  return tfma.load_eval_result(e2e.latest_artifact(config, 'ModelEvaluation').uri)
+
+
+def _slice_metrics(result):
+  """{slice key: {metric: value}} of a TFMA result."""
+  return {key: {name: next(iter(value.values())) for name, value in metrics[''][''].items()}
+          for key, metrics in result.slicing_metrics}
+
+
+def _served_test_predictions(config):
+  model_dir, _ = e2e.model_dirs(config)
+  serve = tf.saved_model.load(os.path.join(model_dir, 'Format-Serving')).signatures[
+      constants.SERVING_SIGNATURE]
+  raw = e2e.serialized_split(config, constants.TEST_SPLIT)
+  predicted = serve(examples=tf.constant(raw))[constants.CLASS_ID_OUTPUT].numpy()
+  labels = np.array([e2e.feature(tf.train.Example.FromString(r), constants.LABEL_KEY)
+                     for r in raw])
+  return raw, labels, predicted
+
+
+def test_evaluation_slices_match_recomputed_predictions(pipeline_run):
+  config, sizes = pipeline_run
+  metrics = _slice_metrics(_evaluation(config))
+  names = config.data.class_names
+  class_slices = {key[0][1]: m for key, m in metrics.items()
+                  if key and key[0][0] == constants.LABEL_NAME_KEY}
+  assert sorted(class_slices) == sorted(names)
+  assert {key[0][1] for key in metrics if key and key[0][0] == constants.COARSE_LABEL_KEY} == set(
+      config.data.coarse_names)
+  overall = metrics[()]
+  assert overall['example_count'] == sizes['test']
+
+  _, labels, predicted = _served_test_predictions(config)
+  assert overall['sparse_categorical_accuracy'] == pytest.approx(np.mean(labels == predicted))
+  for label, name in enumerate(names):
+    members = labels == label
+    assert class_slices[name]['example_count'] == members.sum()
+    assert class_slices[name]['sparse_categorical_accuracy'] == pytest.approx(
+        np.mean(predicted[members] == label)), name
+  # Per-class accuracies weighted by their counts give the overall accuracy.
+  weighted = sum(m['sparse_categorical_accuracy'] * m['example_count']
+                 for m in class_slices.values()) / overall['example_count']
+  assert weighted == pytest.approx(overall['sparse_categorical_accuracy'])
+
+
+def test_confusion_matrix_matches_recomputed_predictions(pipeline_run):
+  from pipeline import evaluation  # pylint: disable=g-import-not-at-top
+  config, _ = pipeline_run
+  result = _evaluation(config)
+  overall_plot = next(p for key, p in result.plots if key == ())
+  matrix_proto = overall_plot['']['']['multiClassConfusionMatrixAtThresholds']['matrices'][0]
+  n = len(config.data.class_names)
+  matrix = np.zeros((n, n))
+  for entry in matrix_proto['entries']:
+    matrix[entry.get('actualClassId', 0), entry.get('predictedClassId', 0)] = entry.get(
+        'numWeightedExamples', 0)
+  _, labels, predicted = _served_test_predictions(config)
+  expected = np.zeros((n, n))
+  np.add.at(expected, (labels, predicted), 1)
+  np.testing.assert_array_equal(matrix, expected)
+  precision, recall = evaluation.macro_precision_recall(matrix)
+  assert 0 <= precision <= 1 and recall == pytest.approx(np.mean(
+      [np.mean(predicted[labels == c] == c) for c in range(n)]))
+
+
+def test_blessed_model_was_pushed_and_predict_agrees(pipeline_run, cifar_archive, tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  config, _ = pipeline_run
+  blessing = e2e.latest_artifact(config, 'ModelBlessing')
+  assert blessing.custom_properties['blessed'].int_value == 1
+  versions = os.listdir(config.runner.serving_model_dir)
+  assert len(versions) == 1
+  raw, _, predicted = _served_test_predictions(config)
+  paths = []
+  for i, record in enumerate(raw[:6]):
+    png = e2e.feature(tf.train.Example.FromString(record), constants.IMAGE_KEY)
+    paths.append(str(tmp_path / f'{i}.png'))
+    (tmp_path / f'{i}.png').write_bytes(png)
+  # A bigger JPEG of the same picture is resized back to 32x32 as the training images were.
+  Image.open(paths[0]).resize((96, 96), Image.NEAREST).save(tmp_path / 'big.png')
+  (tmp_path / 'broken.jpg').write_bytes(b'not an image')
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  result = subprocess.run(
+      [sys.executable, '-m', 'pipeline.predict', *paths, str(tmp_path / 'big.png'),
+       str(tmp_path / 'broken.jpg'), '--output-dir', config.runner.output_dir, '--top-k', '3',
+       '--json'], capture_output=True, text=True, cwd=root, timeout=300)
+  assert result.returncode == 1  # one file failed
+  assert 'broken.jpg: not a readable image' in result.stderr
+  import json as json_lib  # pylint: disable=g-import-not-at-top
+  lines = [json_lib.loads(line) for line in result.stdout.splitlines()]
+  assert len(lines) == 7 and all(len(line['top_k']) == 3 for line in lines)
+  names = config.data.class_names
+  assert [line['top_k'][0]['class'] for line in lines[:6]] == [names[p] for p in predicted[:6]]
+  assert lines[6]['top_k'][0]['class'] == names[predicted[0]]
+
+
+def test_blessing_follows_the_threshold(pipeline_run, tmp_path):
+  """Re-running with a threshold above the model's accuracy: not blessed, not pushed; with the
+  same model and no threshold: blessed again (equal to the baseline is not worse)."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  from pipeline.configs import EvaluationConfig, RunnerConfig  # pylint: disable=g-import-not-at-top
+  config, _ = pipeline_run
+  accuracy = _slice_metrics(_evaluation(config))[()]['sparse_categorical_accuracy']
+  # A copy of the metadata: the rerun reuses the cached upstream artifacts, and the shared run's
+  # own metadata stays as other tests expect it.
+  runner = RunnerConfig(output_dir=str(tmp_path), pipeline_name=config.runner.pipeline_name)
+  shutil.copy(config.runner.metadata_path, runner.metadata_path)
+  strict = config.replace(runner=runner,
+                          evaluation=EvaluationConfig(min_accuracy=accuracy + 0.01))
+  e2e.run_pipeline(strict)
+  assert e2e.latest_artifact(strict, 'ModelBlessing').custom_properties['blessed'].int_value == 0
+  assert not os.path.exists(runner.serving_model_dir)
+  lenient = strict.replace(evaluation=EvaluationConfig(min_accuracy=max(accuracy - 0.01, 0.0)))
+  e2e.run_pipeline(lenient)
+  assert e2e.latest_artifact(lenient, 'ModelBlessing').custom_properties['blessed'].int_value == 1
+  assert len(os.listdir(runner.serving_model_dir)) == 1

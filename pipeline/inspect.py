@@ -44,12 +44,14 @@ NODE_CONTEXT = 'node'
 # custom component id (`.with_id(...)`) does not hide them.
 EXAMPLE_GEN = 'Cifar100ExampleGen'
 TRAINER = 'Trainer'
+TUNER = 'Tuner'
 EVALUATOR = 'Evaluator'
 PUSHER = 'Pusher'
 # Nodes that only look artifacts up: COMPLETE even in a run where everything else was cached.
 _LOOKUP_NODES = ('Resolver', 'Importer')
 # TFX's standard artifact type names (tfx.types.standard_artifacts).
 MODEL = 'Model'
+TUNER_RESULTS = 'TunerResults'
 MODEL_RUN = 'ModelRun'
 MODEL_EVALUATION = 'ModelEvaluation'
 MODEL_BLESSING = 'ModelBlessing'
@@ -382,6 +384,21 @@ def classes_section(view: RunView) -> Tuple[Optional[List[Dict[str, Any]]], str]
           for i, (n, s, c) in enumerate(zip(names, ids, coarse))], ''
 
 
+def tuning_section(view: RunView) -> Tuple[Optional[Dict[str, Any]], str]:
+  """The Tuner's trials table (components/tuner.py writes it), best trial first."""
+  results = view.outputs(TUNER, TUNER_RESULTS)
+  if not results:
+    return None, view.absent_reason(TUNER)
+  from components.tuner import OBJECTIVE, TRIALS_FILE  # pylint: disable=g-import-not-at-top
+  path = os.path.join(results[0]['uri'], TRIALS_FILE)
+  try:
+    trials = _read_json(path)
+  except (OSError, ValueError) as e:
+    return None, f'{path}: {getattr(e, "strerror", None) or e}'
+  trials.sort(key=lambda t: -(t.get(OBJECTIVE) if t.get(OBJECTIVE) is not None else -1))
+  return {'uri': results[0]['uri'], 'objective': OBJECTIVE, 'trials': trials}, ''
+
+
 def training_section(view: RunView) -> Tuple[Optional[Dict[str, Any]], str]:
   """The Trainer's configuration and its training_stats.json (written next to the model)."""
   models = view.outputs(TRAINER, MODEL)
@@ -451,6 +468,7 @@ def deployment_section(view: RunView) -> Tuple[Optional[Dict[str, Any]], str]:
 # name -> builder(view, details so far) -> (value or None, why it is absent). In print order.
 SECTIONS: List[Tuple[str, Callable[[RunView, Dict[str, Any]], Tuple[Any, str]]]] = [
     ('classes', lambda view, details: classes_section(view)),
+    ('tuning', lambda view, details: tuning_section(view)),
     ('training', lambda view, details: training_section(view)),
     ('evaluation', lambda view, details: evaluation_section(view, details.get('classes'))),
     ('deployment', lambda view, details: deployment_section(view)),
@@ -682,9 +700,21 @@ def _format_classes(classes, details) -> List[str]:
       [(c['label'], c['name'], c['id'], c['superclass']) for c in classes])]
 
 
+def _format_tuning(tuning, details) -> List[str]:
+  trials = tuning['trials']
+  names = [k for k in (trials[0] if trials else {})
+           if k not in ('trial_id', 'status', tuning['objective'], 'seconds', 'family')]
+  rows = [(t['trial_id'], t['status'], _fraction(t.get(tuning['objective'])),
+           format_duration(t.get('seconds')), *[_short(t.get(n), 12) for n in names])
+          for t in trials]
+  return [f'Tuning ({_plural(len(trials), "trial")}, best first; {tuning["uri"]})', format_table(
+      ('TRIAL', 'STATUS', tuning['objective'].upper(), 'TOOK', *[n.upper() for n in names]),
+      rows)]
+
+
 def _format_training(training, details) -> List[str]:
   s = training['stats']
-  config = training['config']
+  config = s.get('training_config') or training['config']  # after tuned values, when recorded
   best = s.get('best_val_accuracy')
   lines = [
       f'Training ({training["model_uri"]})',
@@ -702,6 +732,11 @@ def _format_training(training, details) -> List[str]:
       f'  total training time {format_duration(s.get("total_training_time_sec"))}; '
       f'best val accuracy {_fraction(best)} at epoch {s.get("best_epoch")}',
   ]
+  hyperparameters = s.get('hyperparameters') or {}
+  if hyperparameters.get('values'):
+    shown = ', '.join(f'{k}={_short(v, 12)}' for k, v in hyperparameters['values'].items()
+                      if k != 'family' and not k.startswith('tuner/'))
+    lines.append(f'  hyperparameters from {hyperparameters.get("source")}: {shown}')
   return lines
 
 
@@ -762,7 +797,8 @@ def _format_executions(details) -> List[str]:
 
 
 def _short(value: Any, width: int = 60) -> str:
-  text = value if isinstance(value, str) else json.dumps(value)
+  text = (value if isinstance(value, str) else f'{value:.4g}' if isinstance(value, float)
+          else json.dumps(value))
   return text if len(text) <= width else text[:width - 3] + '...'
 
 
@@ -783,6 +819,7 @@ def _format_artifacts(details) -> List[str]:
 # name -> formatter(section value, details) -> lines; one per entry of SECTIONS.
 FORMATTERS: Dict[str, Callable[[Any, Dict[str, Any]], List[str]]] = {
     'classes': _format_classes,
+    'tuning': _format_tuning,
     'training': _format_training,
     'evaluation': _format_evaluation,
     'deployment': _format_deployment,

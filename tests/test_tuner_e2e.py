@@ -70,3 +70,20 @@ def test_imported_hyperparameters(tuned, tmp_path):
     values = json.load(f)['values']
   assert trained['learning_rate'] == values['learning_rate']
   assert trained['optimizer'] == values['optimizer']
+
+
+def test_inspect_shows_the_trials_table(tuned):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  result = subprocess.run(
+      [sys.executable, '-m', 'pipeline.inspect', '--output-dir', tuned.runner.output_dir, '--run',
+       'latest', '--json'], capture_output=True, text=True, cwd=root, timeout=300)
+  assert result.returncode == 0, result.stderr
+  details = json.loads(result.stdout)
+  assert len(details['tuning']['trials']) == 2
+  assert details['training']['stats']['hyperparameters']['source'] == 'tuner'
+  text = subprocess.run(
+      [sys.executable, '-m', 'pipeline.inspect', '--output-dir', tuned.runner.output_dir, '--run',
+       'latest'], capture_output=True, text=True, cwd=root, timeout=300).stdout
+  assert 'Tuning (2 trials, best first' in text and 'hyperparameters from tuner' in text

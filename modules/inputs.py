@@ -4,10 +4,9 @@ Transformed images are small (stored size, float32), so the parsed split is cach
 after the first pass when it fits the budget below; later epochs then run at the speed of an
 in-memory numpy pipeline (benchmarks/input_pipeline.py measures it).
 """
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 import tensorflow as tf
-import tensorflow_transform as tft
 
 from modules import training
 from pipeline import constants
@@ -34,7 +33,7 @@ def count_examples(patterns: List[str]) -> int:
   return int(_records(patterns).reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
 
 
-def make_dataset(patterns: List[str], tf_transform_output: tft.TFTransformOutput,
+def make_dataset(patterns: List[str], transformed_feature_spec: Dict[str, Any],
                  batch_size: int, training_split: bool, num_examples: int,
                  augment: str = 'none', seed: Optional[int] = None) -> tf.data.Dataset:
   """(images [B, S, S, 3] float32, labels [B] int64) batches of transformed examples.
@@ -44,7 +43,7 @@ def make_dataset(patterns: List[str], tf_transform_output: tft.TFTransformOutput
   deterministic and cacheable while every epoch sees new variations. Other splits are read once,
   in order, with a final partial batch.
   """
-  spec = tf_transform_output.transformed_feature_spec()
+  spec = transformed_feature_spec  # TFTransformOutput.transformed_feature_spec()
   image_spec = spec[constants.IMAGE_XF_KEY]
   feature_spec = {constants.IMAGE_XF_KEY: image_spec, constants.LABEL_XF_KEY: spec[constants.LABEL_XF_KEY]}
 

@@ -175,12 +175,13 @@ def run_fn(fn_args) -> None:
   training.set_precision(config.precision)
 
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+  feature_spec = tf_transform_output.transformed_feature_spec()
   num_train = inputs.count_examples(fn_args.train_files)
   num_eval = inputs.count_examples(fn_args.eval_files)
   steps_per_epoch = config.steps_per_epoch or math.ceil(num_train / config.batch_size)
-  train_data = inputs.make_dataset(fn_args.train_files, tf_transform_output, config.batch_size,
+  train_data = inputs.make_dataset(fn_args.train_files, feature_spec, config.batch_size,
                                    True, num_train, config.augment, config.seed)
-  eval_data = inputs.make_dataset(fn_args.eval_files, tf_transform_output, config.batch_size,
+  eval_data = inputs.make_dataset(fn_args.eval_files, feature_spec, config.batch_size,
                                   False, num_eval)
 
   model = build(config, len(class_names), stored_size)

@@ -455,7 +455,7 @@ class TrainingTimer(keras.callbacks.Callback):
     return ms, f'epoch {len(self.steps)}, steps {start_steps + 1}-{total} of {total}'
 
 
-def _device_info() -> Dict[str, Any]:
+def device_info() -> Dict[str, Any]:
   """The accelerator the training ran on (first GPU, else the CPU) and the CPU cores."""
   cpu_model = platform.processor() or platform.machine()
   try:
@@ -532,7 +532,7 @@ def training_stats(timer: TrainingTimer,
       'precision': keras.mixed_precision.global_policy().name,
       'tensorflow_version': tf.__version__,
       'keras_version': keras.__version__,
-      **_device_info(),
+      **device_info(),
   }
   for key, value in (extra or {}).items():
     if key in stats:

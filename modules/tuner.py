@@ -41,7 +41,7 @@ class PipelineHyperModel(keras_tuner.HyperModel):
     self._num_classes = num_classes
     self._stored_size = stored_image_size
     self._fn_args = fn_args
-    self._tft = tf_transform_output
+    self._feature_spec = tf_transform_output.transformed_feature_spec()
     self._num_train = inputs.count_examples(fn_args.train_files)
     self._num_eval = inputs.count_examples(fn_args.eval_files)
 
@@ -57,9 +57,11 @@ class PipelineHyperModel(keras_tuner.HyperModel):
     config = dataclasses.replace(self.config_for(hp),
                                  epochs=max((epochs or self._base.epochs) - initial_epoch, 1))
     keras.utils.set_random_seed(config.seed)
-    train_data = inputs.make_dataset(self._fn_args.train_files, self._tft, config.batch_size,
+    train_data = inputs.make_dataset(self._fn_args.train_files, self._feature_spec,
+                                     config.batch_size,
                                      True, self._num_train, config.augment, config.seed)
-    eval_data = inputs.make_dataset(self._fn_args.eval_files, self._tft, config.batch_size,
+    eval_data = inputs.make_dataset(self._fn_args.eval_files, self._feature_spec,
+                                    config.batch_size,
                                     False, self._num_eval)
     steps = config.steps_per_epoch or math.ceil(self._num_train / config.batch_size)
     started = time.time()

@@ -17,18 +17,21 @@ TRAIN_PER_CLASS, TEST_PER_CLASS = 300, 60
 def extract_sample(target: str) -> None:
   """The first 300 photos of each class as train/, the last 60 as test/ (image-folder layout)."""
   with tarfile.open(PHOTOS) as tar:
-    members = sorted((m for m in tar.getmembers() if m.isfile() and m.name.endswith('.jpg')),
-                     key=lambda m: m.name)
+    members = [m for m in tar.getmembers() if m.isfile() and m.name.endswith('.jpg')]
     by_class = {}
-    for member in members:
+    for member in sorted(members, key=lambda m: m.name):
       by_class.setdefault(member.name.split('/')[-2], []).append(member)
-    for name, files in by_class.items():
-      for split, chosen in (('train', files[:TRAIN_PER_CLASS]), ('test', files[-TEST_PER_CLASS:])):
-        folder = os.path.join(target, split, name)
+    split_of = {}
+    for files in by_class.values():
+      split_of.update({m.name: 'train' for m in files[:TRAIN_PER_CLASS]})
+      split_of.update({m.name: 'test' for m in files[-TEST_PER_CLASS:]})
+    for member in members:  # in archive order: a gzip stream cannot seek back cheaply
+      if member.name in split_of:
+        name, file_name = member.name.split('/')[-2:]
+        folder = os.path.join(target, split_of[member.name], name)
         os.makedirs(folder, exist_ok=True)
-        for member in chosen:
-          with open(os.path.join(folder, os.path.basename(member.name)), 'wb') as f:
-            f.write(tar.extractfile(member).read())
+        with open(os.path.join(folder, file_name), 'wb') as f:
+          f.write(tar.extractfile(member).read())
 
 
 @pytest.mark.skipif(not os.path.exists(PHOTOS), reason=f'{PHOTOS} is not on this machine')

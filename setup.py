@@ -11,6 +11,7 @@ INSTALL_REQUIRES = [
     'apache-beam[gcp]==2.59.0',
     'kfp==2.5.0',
     'pillow',
+    'google-crc32c',  # components/example_gen/encoding.py frames TFRecords with it
 ]
 EXTRAS_REQUIRE = {
     'dev': ['pytest', 'nbformat', 'nbclient', 'ipykernel', 'matplotlib', 'pandas'],

@@ -71,9 +71,9 @@ def test_eval_split_is_stratified(archive_run):
 
 def test_artifacts_recorded_in_metadata(archive_run):
   config = archive_run[0]
-  examples = e2e.latest_artifact(config, 'Examples')
+  examples = e2e.latest_artifact(config, 'Examples', e2e.EXAMPLE_GEN)
   assert json.loads(examples.properties['split_names'].string_value) == list(constants.SPLITS)
-  schema = e2e.latest_artifact(config, 'Schema')  # the curated one is the newest
+  schema = e2e.latest_artifact(config, 'Schema', 'CuratedSchemaGen')
   parsed = io_utils.parse_pbtxt_file(os.path.join(schema.uri, 'schema.pbtxt'), schema_pb2.Schema())
   label = next(f for f in parsed.feature if f.name == constants.LABEL_KEY)
   assert (label.int_domain.min, label.int_domain.max) == (0, 19)
@@ -83,7 +83,7 @@ def test_artifacts_recorded_in_metadata(archive_run):
 
 def test_validator_flags_data_outside_the_contract_and_the_gate_stops(archive_run, tmp_path):
   config = archive_run[0]
-  statistics = e2e.latest_artifact(config, 'ExampleStatistics')
+  statistics = e2e.latest_artifact(config, 'ExampleStatistics', 'StatisticsGen')
   stats = tfdv.load_stats_binary(os.path.join(statistics.uri, 'Split-train', 'FeatureStats.pb'))
   inferred = tfdv.infer_schema(stats)
   # A schema for one class fewer: the data now has an out-of-range label and an unknown name.

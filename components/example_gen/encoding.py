@@ -1,16 +1,21 @@
-"""Images -> serialized tf.Examples of the data contract, without importing TensorFlow.
+"""Images -> serialized tf.Examples -> gzipped TFRecord shards, without importing TensorFlow.
 
 Beam workers in multi_processing mode import this module to run the DoFns below. Keeping it free
-of TensorFlow spares each worker ~5 s and ~500 MiB of imports, and writing the PNG and Example
-bytes directly is 2-3x faster than PIL and protobuf objects for CIFAR's tiny images
-(docs/benchmarks.md). tests/test_encoding.py proves the bytes equal TensorFlow's own.
+of TensorFlow spares each worker several seconds and ~650 MB of imports; writing the PNG, Example
+and TFRecord bytes directly is several times faster than PIL, protobuf objects and Beam's
+WriteToTFRecord for CIFAR's tiny images (docs/benchmarks.md). tests/test_encoding.py proves the
+bytes are what PIL and TensorFlow read and write.
 """
+import functools
 import struct
 import zlib
 from typing import Dict, Iterable, List, Sequence, Tuple
 
 import apache_beam as beam
+import google_crc32c
 import numpy as np
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 
 from components.example_gen import sources
 from pipeline import constants
@@ -18,6 +23,7 @@ from pipeline import constants
 # --- PNG ---
 
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+_SUB = 1  # PNG filter type
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -28,18 +34,34 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 _PNG_END = _png_chunk(b'IEND', b'')
 
 
+def sub_rows(images: np.ndarray) -> np.ndarray:
+  """[N, H, 1 + 3W] PNG scanlines of [N, H, W, 3] uint8 images, each with the Sub filter (a byte
+  minus the same channel's byte to its left, modulo 256).
+
+  The small residuals of natural images let the TFRecord file's gzip entropy-code them well
+  (`write_tfrecord_gz`). Paeth compressed natural images ~10% better still but cost ~15x more
+  time in numpy; Sub is one vectorized subtraction.
+  """
+  n, height, width, channels = images.shape
+  x = images.reshape(n, height, width * channels)
+  rows = np.empty((n, height, 1 + width * channels), dtype=np.uint8)
+  rows[:, :, 0] = _SUB
+  rows[:, :, 1:1 + channels] = x[:, :, :channels]
+  np.subtract(x[:, :, channels:], x[:, :, :-channels], out=rows[:, :, 1 + channels:])
+  return rows
+
+
 def encode_pngs(images: np.ndarray) -> List[bytes]:
   """Lossless RGB PNGs of [N, H, W, 3] uint8 images.
 
-  Uncompressed (filter 0, zlib level 0): the TFRecord files are gzipped anyway, and compressing
-  twice cost ExampleGen 40% more time for 4% less disk.
+  Filtered but not compressed (zlib level 0): the TFRecord file's gzip compresses the filtered
+  rows of a whole shard instead, once (`write_tfrecord_gz`).
   """
-  n, height, width, _ = images.shape
-  rows = np.zeros((n, height, 1 + 3 * width), dtype=np.uint8)  # a 0 filter byte starts each row
-  rows[:, :, 1:] = np.reshape(images, (n, height, 3 * width))
+  _, height, width, _ = images.shape
   header = _PNG_SIGNATURE + _png_chunk(
       b'IHDR', struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0))
-  return [header + _png_chunk(b'IDAT', zlib.compress(r.tobytes(), 0)) + _PNG_END for r in rows]
+  return [header + _png_chunk(b'IDAT', zlib.compress(r.tobytes(), 0)) + _PNG_END
+          for r in sub_rows(images)]
 
 
 # --- tf.train.Example wire format ---
@@ -70,13 +92,14 @@ def _int64_feature(value: int) -> bytes:
   return _field(3, _field(1, _varint(value)))  # Feature.int64_list = 3 { packed value = 1 }
 
 
+def _map_entry(key: str, feature: bytes) -> bytes:
+  return _field(1, _field(1, key.encode('utf-8')) + _field(2, feature))
+
+
 def serialize_example(features: Dict[str, bytes]) -> bytes:
   """tf.train.Example{features{feature: map}} from already-encoded Feature messages, with the
   map keys sorted, as `SerializeToString(deterministic=True)` writes them."""
-  entries = b''.join(
-      _field(1, _field(1, key.encode('utf-8')) + _field(2, value))
-      for key, value in sorted(features.items()))
-  return _field(1, entries)
+  return _field(1, b''.join(_map_entry(key, value) for key, value in sorted(features.items())))
 
 
 class ExampleEncoder:
@@ -92,45 +115,105 @@ class ExampleEncoder:
         constants.FINE_LABEL_KEY: _int64_feature(int(source_id)),
         constants.COARSE_LABEL_KEY: _bytes_feature(coarse.encode('utf-8')),
     } for n, (name, source_id, coarse) in enumerate(zip(class_names, source_ids, coarse_names))]
+    self._templates: Dict[Tuple[int, int], Tuple[bytes, bytes]] = {}
 
   def encode(self, png: bytes, source_id: int) -> bytes:
-    features = dict(self._fixed[self._label_of[source_id]])
-    features[constants.IMAGE_KEY] = _bytes_feature(png)
-    return serialize_example(features)
+    """head + png + tail: the PNG's bytes end the image feature, and only their length changes
+    the bytes around them. Every PNG of one image size has the same length (`encode_pngs` does
+    not compress), so a class needs one (head, tail), serialized once instead of per image."""
+    label = self._label_of[source_id]
+    template = self._templates.get((label, len(png)))
+    if template is None:
+      features = {**self._fixed[label], constants.IMAGE_KEY: _bytes_feature(png)}
+      full = serialize_example(features)
+      tail = b''.join(_map_entry(k, v) for k, v in sorted(features.items())
+                      if k > constants.IMAGE_KEY)
+      template = self._templates[label, len(png)] = (full[:len(full) - len(tail) - len(png)],
+                                                     tail)
+    return template[0] + png + template[1]
 
 
-# --- Beam DoFns ---
-
-_ARRAYS: Dict[str, np.ndarray] = {}  # per worker process: memory-mapped image arrays
+# --- TFRecord files ---
 
 
-def _images(npy_path: str) -> np.ndarray:
-  if npy_path not in _ARRAYS:
-    _ARRAYS[npy_path] = np.load(npy_path, mmap_mode='r')
-  return _ARRAYS[npy_path]
+def _masked_crc(data: bytes) -> bytes:
+  crc = google_crc32c.value(data)
+  return struct.pack('<I', (((crc >> 15) | (crc << 17)) + 0xa282ead8) & 0xffffffff)
 
 
-class EncodeArrayChunk(beam.DoFn):
-  """(images .npy, indices, source ids) -> serialized examples."""
+@functools.lru_cache(maxsize=None)
+def _length_header(length: int) -> bytes:
+  """Few lengths occur (one per class and image size): computed once each."""
+  encoded = struct.pack('<Q', length)
+  return encoded + _masked_crc(encoded)
+
+
+def tfrecords(records: Iterable[bytes]) -> bytes:
+  """TFRecord framing: length (uint64 LE), its masked crc32c, the data, the data's masked crc32c."""
+  parts = []
+  for record in records:
+    parts += (_length_header(len(record)), record, _masked_crc(record))
+  return b''.join(parts)
+
+
+def write_tfrecord_gz(path: str, records: Iterable[bytes]) -> None:
+  """Writes one gzip file of TFRecords (local or any Beam filesystem), as
+  TFRecordDataset(compression_type='GZIP') reads them.
+
+  Huffman-only deflate: Sub-filtered pixels have few repeated strings, so the LZ77 matching of
+  zlib's levels 1-9 cost 2.5-7x the time and saved at most 2% of disk, level 1 none at all
+  (docs/benchmarks.md). wbits=31 writes a gzip header without a name or time: the same images
+  give the same bytes.
+  """
+  compressor = zlib.compressobj(1, zlib.DEFLATED, 31, 9, zlib.Z_HUFFMAN_ONLY)
+  data = compressor.compress(tfrecords(records)) + compressor.flush()
+  with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+    f.write(data)
+
+
+# --- Beam DoFns: one element = one output shard ---
+
+
+class _WriteShard(beam.DoFn):
+  """(output file, images, source ids) -> the examples written to the file; yields their count."""
 
   def __init__(self, encoder: ExampleEncoder):
     self._encoder = encoder
 
-  def process(self, element: Tuple[str, List[int], List[int]]) -> Iterable[bytes]:
-    npy_path, indices, source_ids = element
-    pngs = encode_pngs(np.asarray(_images(npy_path)[indices]))
-    for png, source_id in zip(pngs, source_ids):
-      yield self._encoder.encode(png, source_id)
+  def _load(self, images) -> np.ndarray:
+    raise NotImplementedError
+
+  def process(self, element: Tuple[str, object, List[int]]) -> Iterable[int]:
+    path, images, source_ids = element
+    pngs = encode_pngs(self._load(images)) if source_ids else []
+    write_tfrecord_gz(path, (self._encoder.encode(png, source_id)
+                             for png, source_id in zip(pngs, source_ids)))
+    yield len(source_ids)
 
 
-class EncodeFileChunk(beam.DoFn):
-  """[(image path, source id)] -> serialized examples; every image must have `image_size`."""
+class WriteArrayShard(_WriteShard):
+  """Images = (raw file of uint8 images of `image_shape`, first image, end): read, not mapped,
+  so that a worker's memory holds one shard, not every page of the file it has touched."""
+
+  def __init__(self, encoder: ExampleEncoder, image_shape: Tuple[int, int, int]):
+    super().__init__(encoder)
+    self._shape = tuple(image_shape)
+
+  def _load(self, images: Tuple[str, int, int]) -> np.ndarray:
+    path, start, end = images
+    size = int(np.prod(self._shape))
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+      f.seek(start * size)
+      data = f.read((end - start) * size)
+    return np.frombuffer(data, dtype=np.uint8).reshape((end - start,) + self._shape)
+
+
+class WriteFileShard(_WriteShard):
+  """Images = image file paths; every image must have `image_size`."""
 
   def __init__(self, encoder: ExampleEncoder, image_size: Tuple[int, int]):
-    self._encoder = encoder
+    super().__init__(encoder)
     self._image_size = tuple(image_size)
 
-  def process(self, element: List[Tuple[str, int]]) -> Iterable[bytes]:
-    images = np.stack([sources.load_image(path, self._image_size) for path, _ in element])
-    for png, (_, source_id) in zip(encode_pngs(images), element):
-      yield self._encoder.encode(png, source_id)
+  def _load(self, images: List[str]) -> np.ndarray:
+    return np.stack([sources.load_image(path, self._image_size) for path in images])

@@ -4,12 +4,11 @@ Pure functions (plus file reads): the runner's preflight and the ExampleGen exec
 and tests call them directly.
 """
 import hashlib
-import io
 import os
 import pickle
 import tarfile
 import zlib
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import BinaryIO, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -21,6 +20,7 @@ CIFAR100_MD5 = 'eb9058c3a382ffc7106e4002c42a8d85'  # the official cifar-100-pyth
 CIFAR100_ARCHIVE_NAME = 'cifar-100-python.tar.gz'
 CIFAR100_FOLDER_NAME = 'cifar-100-python'
 CIFAR_IMAGE_SHAPE = (32, 32, 3)
+T = TypeVar('T')
 
 
 def md5_of(path: str, chunk_size: int = 1 << 20) -> str:
@@ -58,9 +58,15 @@ class _SafeUnpickler(pickle.Unpickler):
     raise pickle.UnpicklingError(f'{module}.{name} is not allowed in a CIFAR-100 pickle')
 
 
-def _unpickle(data: bytes, what: str) -> Dict[str, object]:
+# What reading a broken file raises (pickle raises EOFError too, for a truncated pickle).
+_READ_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)
+
+
+def _unpickle(f: BinaryIO, what: str) -> Dict[str, object]:
   try:
-    obj = _SafeUnpickler(io.BytesIO(data), encoding='bytes').load()
+    obj = _SafeUnpickler(f, encoding='bytes').load()
+  except _READ_ERRORS:
+    raise  # the file itself is broken: `_read_members` says so
   except Exception as e:  # pickle raises many types on corrupt input
     raise UserError(f'{what}: not a readable CIFAR-100 pickle ({type(e).__name__}: {e})') from e
   if not isinstance(obj, dict):
@@ -68,30 +74,37 @@ def _unpickle(data: bytes, what: str) -> Dict[str, object]:
   return {(k.decode('latin1') if isinstance(k, bytes) else k): v for k, v in obj.items()}
 
 
-def _read_members(source: str, path: str, members: Sequence[str]) -> Dict[str, bytes]:
-  """The bytes of cifar-100-python/<member> for each member, in one pass over the archive."""
-  if source == constants.SOURCE_CIFAR_FOLDER:
-    found = {}
-    for member in members:
-      file_path = os.path.join(path, member)
-      if not os.path.isfile(file_path):
-        raise UserError(f'{path}: no file {member!r} (expected the extracted cifar-100-python/ folder)')
-      with open(file_path, 'rb') as f:
-        found[member] = f.read()
-    return found
+def _read_members(source: str, path: str,
+                  parsers: Dict[str, Callable[[BinaryIO, str], T]]) -> Dict[str, T]:
+  """parsers[member](file, what) of cifar-100-python/<member> for each member, in one pass over
+  the archive. The pickles are parsed straight from the (decompressing) file: holding their
+  bytes first cost ~290 MB more peak memory for the full archive."""
   found = {}
+  broken = f'{path}: truncated or corrupt archive'
   try:
-    with tarfile.open(path, 'r:gz') as tar:
+    if source == constants.SOURCE_CIFAR_FOLDER:
+      for member, parse in parsers.items():
+        file_path = os.path.join(path, member)
+        if not os.path.isfile(file_path):
+          raise UserError(
+              f'{path}: no file {member!r} (expected the extracted cifar-100-python/ folder)')
+        broken = f'{file_path}: truncated or corrupt file'
+        with open(file_path, 'rb') as f:
+          found[member] = parse(f, f'{path}: {member}')
+      return found
+    # Stream mode: one sequential pass decompressing 1 MiB at a time, ~10% faster than the
+    # seekable mode's 8 KiB reads.
+    with tarfile.open(path, 'r|gz', bufsize=1 << 20) as tar:
       for info in tar:
         name = os.path.basename(info.name)
-        if (info.isfile() and name in members and
+        if (info.isfile() and name in parsers and
             os.path.basename(os.path.dirname(info.name)) == CIFAR100_FOLDER_NAME):
-          found[name] = tar.extractfile(info).read()
-          if len(found) == len(members):
+          found[name] = parsers[name](tar.extractfile(info), f'{path}: {name}')
+          if len(found) == len(parsers):
             break
-  except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-    raise UserError(f'{path}: truncated or corrupt archive ({e})') from e
-  missing = [m for m in members if m not in found]
+  except _READ_ERRORS as e:
+    raise UserError(f'{broken} ({e})') from e
+  missing = [m for m in parsers if m not in found]
   if missing:
     raise UserError(f'{path}: archive has no {CIFAR100_FOLDER_NAME}/{missing[0]}')
   return found
@@ -112,17 +125,17 @@ def _names(values) -> Tuple[str, ...]:
   return tuple(v.decode('utf-8') if isinstance(v, bytes) else str(v) for v in values)
 
 
-def parse_cifar_meta(raw: bytes, what: str) -> CifarMeta:
-  meta = _unpickle(raw, what)
+def parse_cifar_meta(f: BinaryIO, what: str) -> CifarMeta:
+  meta = _unpickle(f, what)
   try:
     return CifarMeta(_names(meta['fine_label_names']), _names(meta['coarse_label_names']))
   except KeyError as e:
     raise UserError(f'{what} has no {e.args[0]!r}') from e
 
 
-def parse_cifar_split(raw: bytes, what: str) -> CifarSplit:
+def parse_cifar_split(f: BinaryIO, what: str) -> CifarSplit:
   """One of the 'train'/'test' pickles as HWC uint8 images and int labels."""
-  batch = _unpickle(raw, what)
+  batch = _unpickle(f, what)
   try:
     data = np.asarray(batch['data'], dtype=np.uint8)
     fine = np.asarray(batch['fine_labels'], dtype=np.int64)
@@ -145,18 +158,16 @@ class CifarData(NamedTuple):
 
 def read_cifar(source: str, path: str) -> CifarData:
   """meta, train and test of the archive or extracted folder, reading the archive once."""
-  raw = _read_members(source, path, ('meta', 'train', 'test'))
-  return CifarData(parse_cifar_meta(raw['meta'], f'{path}: meta'),
-                   parse_cifar_split(raw['train'], f'{path}: train'),
-                   parse_cifar_split(raw['test'], f'{path}: test'))
+  return CifarData(**_read_members(source, path, {
+      'meta': parse_cifar_meta, 'train': parse_cifar_split, 'test': parse_cifar_split}))
 
 
 def read_cifar_meta(source: str, path: str) -> CifarMeta:
-  return parse_cifar_meta(_read_members(source, path, ('meta',))['meta'], f'{path}: meta')
+  return _read_members(source, path, {'meta': parse_cifar_meta})['meta']
 
 
 def read_cifar_split(source: str, path: str, member: str) -> CifarSplit:
-  return parse_cifar_split(_read_members(source, path, (member,))[member], f'{path}: {member}')
+  return _read_members(source, path, {member: parse_cifar_split})[member]
 
 
 # --- image folders ---

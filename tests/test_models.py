@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from modules import models
+from pipeline import constants
 
 # Official ImageNet weights of MobileNet(alpha=0.25, include_top=False), see its README.md.
 MOBILENET_025_WEIGHTS = '/work/shared/weights/mobilenet_2_5_224_tf_no_top.h5'
@@ -47,9 +48,37 @@ def test_vgg16_parameter_count(num_classes):
 
 
 @pytest.mark.parametrize('num_classes', [5, 20, 100])
-def test_resnet_parameter_count_in_stated_range(num_classes):
+def test_resnet_parameter_count(num_classes):
+  width = 32  # the default
   model = models.build_model('resnet', 32, num_classes)
-  assert 0.45e6 <= model.count_params() <= 2e6
+  count = model.count_params()
+  assert count == 472.5 * width**2 + 99.5 * width + (4 * width + 1) * num_classes
+  assert 0.48e6 < count < 0.51e6  # the range its docstring states
+
+
+# What each preprocessing mode means (the Transform step implements these formulas).
+NORMALIZATIONS = {
+    models.UNIT: lambda x: x / 255,
+    models.TF: lambda x: x / 127.5 - 1,
+    models.CAFFE: lambda x: x[..., ::-1] - [103.939, 116.779, 123.68],
+    models.TORCH: lambda x: (x / 255 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225],
+    models.RAW: lambda x: x,
+}
+
+
+@pytest.mark.parametrize('name, application', [
+    ('vgg16', keras.applications.vgg16),
+    ('mobilenet', keras.applications.mobilenet),
+    ('mobilenet_v2', keras.applications.mobilenet_v2),
+    ('resnet50', keras.applications.resnet50),
+    ('efficientnet_b0', keras.applications.efficientnet),
+    ('densenet121', keras.applications.densenet),
+])
+def test_preprocessing_mode_is_the_applications_own(name, application):
+  images = np.random.default_rng(0).uniform(0, 255, (2, 4, 4, 3)).astype('float32')
+  expected = application.preprocess_input(images.copy())
+  normalize = NORMALIZATIONS[models.MODELS[name].preprocessing]
+  np.testing.assert_allclose(normalize(images), expected, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize('name', sorted(models.MODELS))
@@ -74,9 +103,9 @@ def test_logits_are_float32_under_mixed_bfloat16(name, mixed_bfloat16):
 def test_resizing_happens_inside_the_model():
   model = models.build_model('mobilenet', 96, 4, alpha=0.25)
   assert model.input.shape == (None, 32, 32, 3)
-  assert model.input.name == 'image_xf' or model.inputs[0].name == 'image_xf'
+  assert model.input.name == constants.IMAGE_XF_KEY
   assert model.get_layer('resize').output.shape == (None, 96, 96, 3)
-  assert model.get_layer('backbone').input.shape == (None, 96, 96, 3)
+  assert model.get_layer(models.BACKBONE_NAME).input.shape == (None, 96, 96, 3)
   assert model(_images(2)).shape == (2, 4)
 
 
@@ -120,7 +149,7 @@ def test_fine_tune_layers_trainable_counts():
 def test_backbone_batchnorm_never_trains(fine_tune_layers):
   model = _mobilenet_025(3)
   models.set_fine_tune_layers(model, fine_tune_layers)
-  norms = [layer for layer in model.get_layer('backbone').layers
+  norms = [layer for layer in model.get_layer(models.BACKBONE_NAME).layers
            if isinstance(layer, keras.layers.BatchNormalization)]
   assert len(norms) == 27
   assert not any(layer.trainable or layer.trainable_weights for layer in norms)
@@ -197,11 +226,11 @@ def test_loads_imagenet_weights_file():
   model = models.build_model('mobilenet', 96, 3, weights=MOBILENET_025_WEIGHTS, alpha=0.25)
   reference = keras.applications.MobileNet(
       input_shape=(96, 96, 3), alpha=0.25, include_top=False, weights=MOBILENET_025_WEIGHTS)
-  backbone = model.get_layer('backbone')
+  backbone = model.get_layer(models.BACKBONE_NAME)
   assert len(backbone.weights) == len(reference.weights)
   for ours, theirs in zip(backbone.weights, reference.weights):
     np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
   # Not a coincidence of initializers: a random backbone differs.
-  random = models.build_model('mobilenet', 96, 3, alpha=0.25).get_layer('backbone')
+  random = models.build_model('mobilenet', 96, 3, alpha=0.25).get_layer(models.BACKBONE_NAME)
   assert not np.array_equal(random.get_layer('conv1').kernel.numpy(),
                             backbone.get_layer('conv1').kernel.numpy())

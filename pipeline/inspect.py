@@ -386,6 +386,8 @@ def classes_section(view: RunView) -> Tuple[Optional[List[Dict[str, Any]]], str]
 
 def tuning_section(view: RunView) -> Tuple[Optional[Dict[str, Any]], str]:
   """The Tuner's trials table (components/tuner.py writes it), best trial first."""
+  if view.execution(TUNER) is None:
+    return None, ''  # this run did not tune
   results = view.outputs(TUNER, TUNER_RESULTS)
   if not results:
     return None, view.absent_reason(TUNER)
@@ -503,7 +505,7 @@ def run_details(store: metadata_store.MetadataStore, run_id: str = LATEST,
       continue
     value, reason = build(view, details)
     details[name] = value
-    if value is None:
+    if value is None and reason:  # no reason: the section does not apply (e.g. no tuning)
       absent[name] = reason
   details['absent'] = absent
   details['executions'] = [_public(e) for e in view.executions]
@@ -842,7 +844,9 @@ def format_run(details: Dict[str, Any]) -> str:
     if name not in details:
       continue
     lines.append('')
-    if details[name] is None:
+    if details[name] is None and name not in details['absent']:
+      lines.pop()  # a section that does not apply to this run (e.g. no tuning)
+    elif details[name] is None:
       lines.append(f'{name.capitalize()}: absent ({details["absent"].get(name, "")})')
     else:
       lines.extend(FORMATTERS[name](details[name], details))

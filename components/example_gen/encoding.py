@@ -84,11 +84,11 @@ def _field(number: int, payload: bytes) -> bytes:
   return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
-def _bytes_feature(value: bytes) -> bytes:
+def bytes_feature(value: bytes) -> bytes:
   return _field(1, _field(1, value))  # Feature.bytes_list = 1 { BytesList.value = 1 }
 
 
-def _int64_feature(value: int) -> bytes:
+def int64_feature(value: int) -> bytes:
   return _field(3, _field(1, _varint(value)))  # Feature.int64_list = 3 { packed value = 1 }
 
 
@@ -110,10 +110,10 @@ class ExampleEncoder:
     self._label_of = {int(source_id): n for n, source_id in enumerate(source_ids)}
     # Per class, the features that do not depend on the image, encoded once.
     self._fixed = [{
-        constants.LABEL_KEY: _int64_feature(n),
-        constants.LABEL_NAME_KEY: _bytes_feature(name.encode('utf-8')),
-        constants.FINE_LABEL_KEY: _int64_feature(int(source_id)),
-        constants.COARSE_LABEL_KEY: _bytes_feature(coarse.encode('utf-8')),
+        constants.LABEL_KEY: int64_feature(n),
+        constants.LABEL_NAME_KEY: bytes_feature(name.encode('utf-8')),
+        constants.FINE_LABEL_KEY: int64_feature(int(source_id)),
+        constants.COARSE_LABEL_KEY: bytes_feature(coarse.encode('utf-8')),
     } for n, (name, source_id, coarse) in enumerate(zip(class_names, source_ids, coarse_names))]
     self._templates: Dict[Tuple[int, int], Tuple[bytes, bytes]] = {}
 
@@ -124,7 +124,7 @@ class ExampleEncoder:
     label = self._label_of[source_id]
     template = self._templates.get((label, len(png)))
     if template is None:
-      features = {**self._fixed[label], constants.IMAGE_KEY: _bytes_feature(png)}
+      features = {**self._fixed[label], constants.IMAGE_KEY: bytes_feature(png)}
       full = serialize_example(features)
       tail = b''.join(_map_entry(k, v) for k, v in sorted(features.items())
                       if k > constants.IMAGE_KEY)

@@ -33,6 +33,7 @@ CONFIGS = {
                              '1e-3', '--schedule', 'constant', '--epochs', '10', '--augment',
                              'none', '--label-smoothing', '0', '--weight-decay', '0'],
     'resnet': ['--model', 'resnet'],  # the defaults
+    'resnet_40_epochs': ['--model', 'resnet', '--epochs', '40'],
     'mobilenet_frozen_96': ['--model', 'mobilenet', '--alpha', '0.25', '--weights', WEIGHTS,
                             '--image-size', '96', '--fine-tune-layers', '0', '--optimizer',
                             'adam', '--learning-rate', '1e-3', '--epochs', '5'],

@@ -102,8 +102,15 @@ def check_training_config(config: TrainingConfig, num_classes: int,
     fine_tune = fine_tune_layers_of(config)
     model = build(config, num_classes, stored_image_size)
     models.set_fine_tune_layers(model, fine_tune)
+  except UserError:
+    raise
   except ValueError as e:
     raise UserError(str(e).splitlines()[0]) from e
+  except Exception as e:  # pylint: disable=broad-except
+    # Keras raises a bare Exception when it cannot download ImageNet weights (no internet).
+    raise UserError(f'cannot build {config.model!r} with --weights {config.weights}: '
+                    f'{(str(e).splitlines() or [type(e).__name__])[0]} (offline? pass --weights '
+                    'PATH of a no-top .h5 file, or --weights none)') from e
   finally:
     keras.backend.clear_session()
 

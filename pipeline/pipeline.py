@@ -18,8 +18,6 @@ from pipeline import evaluation
 from pipeline.constants import EVAL_SPLIT, TEST_SPLIT, TRAIN_SPLIT
 
 MODULES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'modules')
-
-
 SETUP_FILE = os.path.join(os.path.dirname(MODULES_DIR), 'setup.py')
 
 

@@ -1,0 +1,73 @@
+"""The Trainer's training loop on in-memory data: phases, precision and XLA paths, config checks."""
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from modules import models, trainer, training
+from pipeline.configs import TrainingConfig
+from pipeline.errors import UserError
+
+
+def _data(n=64, classes=5, size=32):
+  rng = np.random.default_rng(0)
+  images = rng.random((n, size, size, 3), dtype=np.float32)
+  labels = rng.integers(0, classes, n)
+  train = tf.data.Dataset.from_tensor_slices((images, labels)).repeat().batch(16)
+  return train, tf.data.Dataset.from_tensor_slices((images, labels)).batch(16)
+
+
+@pytest.fixture(autouse=True)
+def _restore_policy():
+  yield
+  keras.mixed_precision.set_global_policy('float32')
+  keras.backend.clear_session()
+
+
+@pytest.mark.parametrize('precision,jit', [('mixed_float16', False), ('mixed_bfloat16', False),
+                                           ('float32', True)])
+def test_gpu_timing_paths_run_on_cpu(precision, jit):
+  """--precision mixed_float16 / mixed_bfloat16 and --jit (XLA) are for GPUs; they must still
+  train correctly here."""
+  config = TrainingConfig(model='simple_cnn', epochs=1, batch_size=16, precision=precision,
+                          jit=jit)
+  training.set_precision(precision)
+  model = trainer.build(config, 5, 32)
+  train, evaluation = _data()
+  timer = trainer.train(config, model, train, evaluation, steps_per_epoch=3, validation_steps=4)
+  assert len(timer.epoch_times) == 1 and np.isfinite(timer.logs[-1]['loss'])
+  assert model.outputs[0].dtype == 'float32'
+  assert model.dtype_policy.name == precision
+
+
+def test_transfer_model_trains_head_then_fine_tunes():
+  config = TrainingConfig(model='mobilenet', weights='none', alpha=0.25, image_size=32,
+                          fine_tune_layers='10', head_epochs=1, epochs=1, batch_size=16)
+  model = trainer.build(config, 5, 32)
+  backbone = model.get_layer(models.BACKBONE_NAME)
+  before = [w.numpy().copy() for w in backbone.weights]
+  train, evaluation = _data()
+  timer = trainer.train(config, model, train, evaluation, steps_per_epoch=2, validation_steps=4)
+  assert len(timer.epoch_times) == 2  # one head epoch, one fine-tuning epoch
+  changed = [not np.array_equal(b, w.numpy()) for b, w in zip(before, backbone.weights)]
+  assert any(changed) and not all(changed)  # the top layers moved, the rest stayed frozen
+
+
+@pytest.mark.parametrize('change,message', [
+    (dict(model='resnet18'), "Unknown model 'resnet18'"),
+    (dict(model='vgg16', image_size=16), 'at least 32x32'),
+    (dict(model='mobilenet', weights='/nonexistent.h5'), 'Weights file not found'),
+    (dict(model='mobilenet', weights='none', alpha=0.25, fine_tune_layers='500'),
+     'exceeds the depth'),
+    (dict(model='mobilenet', weights='imagenet'), 'cannot build'),  # no internet here
+    (dict(batch_size=0), 'batch_size'),
+    (dict(learning_rate=50.0), 'learning_rate'),
+    (dict(model='mobilenet', weights='none', fine_tune_layers='some'),
+     "--fine-tune-layers 'some'"),
+])
+def test_bad_training_settings_fail_before_training(change, message):
+  config = dataclasses.replace(TrainingConfig(model='simple_cnn'), **change)
+  with pytest.raises(UserError, match=message):
+    trainer.check_training_config(config, 5, 32)

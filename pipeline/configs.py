@@ -47,7 +47,7 @@ class TrainingConfig:
   fine_tune_layers: str = '0'  # transfer models: 0 frozen backbone, K top layers, or 'all'
   head_epochs: int = 2  # transfer models with fine_tune_layers != 0: head-only epochs first
   fine_tune_learning_rate: float = 1e-4  # learning rate once backbone layers train
-  epochs: int = 20  # (after the head epochs, for transfer models that fine-tune)
+  epochs: int = 40  # (after the head epochs, for transfer models that fine-tune)
   batch_size: int = 128  # examples per step
   optimizer: str = 'adam'  # adam | adamw | sgd (nesterov momentum) | rmsprop
   learning_rate: float = 1e-3  # peak learning rate (after warmup)

@@ -16,7 +16,7 @@ help:
 	@echo "make run       run the pipeline locally (ARGS='--data PATH --team-seed 3 ...')"
 	@echo "make test      the whole test suite (unit + end-to-end)"
 	@echo "make test-unit only the fast unit tests"
-	@echo "make bench     the benchmarks in benchmarks/"
+	@echo "make bench     the speed benchmarks (docs/benchmarks.md); model quality: benchmarks/quality.py"
 	@echo "make lock      re-resolve requirements.lock from setup.py's pins"
 
 install: $(VENV)/.installed
@@ -41,6 +41,8 @@ test-unit: install
 
 bench: install
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/input_pipeline.py
+	$(BIN)/python benchmarks/step_time.py
 
 lock:
 	@test -n "$(PYTHON)" || { echo "error: no Python 3.10 found" >&2; exit 2; }

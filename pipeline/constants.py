@@ -3,7 +3,7 @@
 Everything else imports these; never re-type one of the literals below elsewhere.
 """
 
-# --- tf.Example features written by ExampleGen (the data contract, docs/design.md) ---
+# --- tf.Example features written by ExampleGen (the data contract, README.md "Splits and features") ---
 IMAGE_KEY = 'image'  # bytes: PNG-encoded HxWx3 uint8 image (lossless)
 LABEL_KEY = 'label'  # int64: 0..N-1, position of the class in the team's sorted class list
 LABEL_NAME_KEY = 'label_name'  # bytes: the fine label name, e.g. b'maple_tree'

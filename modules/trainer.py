@@ -83,9 +83,14 @@ def build(config: TrainingConfig, num_classes: int, stored_image_size: int) -> k
       weights=weights_of(config), alpha=config.alpha, dropout=config.dropout)
 
 
-def check_training_config(config: TrainingConfig, num_classes: int,
-                          stored_image_size: int) -> None:
-  """Every check that can fail before training starts, as a UserError; builds the model once."""
+def check_training_config(config: TrainingConfig, num_classes: int, stored_image_size: int,
+                          build_model: bool = True) -> None:
+  """Every check that can fail before training starts, as a UserError.
+
+  With `build_model` it also builds the model once (weights file, depth for --fine-tune-layers):
+  the runners' preflight does; `run_fn`, which builds the real model next, only re-checks the
+  arguments (imported or tuned values may have changed them).
+  """
   try:
     models.get_spec(config.model)
     training.validate_training_args(
@@ -100,8 +105,9 @@ def check_training_config(config: TrainingConfig, num_classes: int,
     if config.steps_per_epoch is not None and config.steps_per_epoch < 1:
       raise ValueError(f'--steps-per-epoch {config.steps_per_epoch}: must be 1 or more')
     fine_tune = fine_tune_layers_of(config)
-    model = build(config, num_classes, stored_image_size)
-    models.set_fine_tune_layers(model, fine_tune)
+    if build_model:
+      model = build(config, num_classes, stored_image_size)
+      models.set_fine_tune_layers(model, fine_tune)
   except UserError:
     raise
   except ValueError as e:
@@ -177,7 +183,7 @@ def run_fn(fn_args) -> None:
       TrainingConfig(**custom[TRAINING]), fn_args.hyperparameters,
       custom.get(HYPERPARAMETERS_SOURCE, 'config'))
   class_names, stored_size = custom[CLASS_NAMES], custom[STORED_IMAGE_SIZE]
-  check_training_config(config, len(class_names), stored_size)
+  check_training_config(config, len(class_names), stored_size, build_model=False)
   keras.utils.set_random_seed(config.seed)
   training.set_precision(config.precision)
 

@@ -8,6 +8,7 @@ import json
 import os
 from typing import Any, Dict, List
 
+import keras
 from tfx.components.tuner import component as tuner_component
 from tfx.components.tuner import executor as tuner_executor
 from tfx.dsl.components.base import executor_spec
@@ -37,7 +38,11 @@ class Executor(tuner_executor.Executor):
   """The stock search, then the trials table into the TunerResults artifact."""
 
   def Do(self, input_dict, output_dict, exec_properties) -> None:
-    tuner = tuner_executor.search(input_dict, exec_properties, self._get_tmp_dir())
+    policy = keras.mixed_precision.global_policy()
+    try:
+      tuner = tuner_executor.search(input_dict, exec_properties, self._get_tmp_dir())
+    finally:  # tuner_fn sets the run's precision; later components in this process get theirs
+      keras.mixed_precision.set_global_policy(policy)
     tuner_executor.write_best_hyperparameters(tuner, output_dict)
     uri = artifact_utils.get_single_uri(output_dict[standard_component_specs.TUNER_RESULTS_KEY])
     io_utils.write_string_file(os.path.join(uri, TRIALS_FILE),

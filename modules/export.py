@@ -5,6 +5,10 @@ Two signatures, each taking serialized tf.Examples (`examples`, [None] string):
   -> the model -> `probabilities` [B, N], `class_id` [B] and `class_name` [B] of the top class.
 - `transform_features`: raw examples -> the transformed features (TFMA's preprocessing step).
 The Transform graph travels inside the SavedModel, so serving cannot drift from training.
+
+Test-time augmentation (`--tta`): with 'flip', `probabilities` average the model's softmax over
+each image and its mirror image (what the Evaluator, the Pusher's model and `pipeline.predict`
+all use); 'none' runs the model once. Training's val_accuracy is measured without it.
 """
 import json
 import os
@@ -16,13 +20,36 @@ import tensorflow_transform as tft
 
 from pipeline import constants
 
+TEST_TIME_AUGMENTATIONS = ('none', 'flip')
+
+
+def check_tta(tta: str) -> None:
+  if tta not in TEST_TIME_AUGMENTATIONS:
+    raise ValueError(f"Unknown test-time augmentation {tta!r}; expected one of: "
+                     f"{', '.join(TEST_TIME_AUGMENTATIONS)}.")
+
+
+def predict_probabilities(model: keras.Model, images: tf.Tensor, tta: str = 'none') -> tf.Tensor:
+  """Class probabilities [B, N] of the model's logits for images [B, H, W, C], in float32.
+
+  tta 'flip' averages the probabilities of each image and its horizontal mirror.
+  """
+  check_tta(tta)
+  probabilities = tf.nn.softmax(tf.cast(model(images, training=False), tf.float32), axis=-1)
+  if tta == 'flip':
+    mirrored = model(tf.reverse(images, axis=[2]), training=False)
+    probabilities = (probabilities + tf.nn.softmax(tf.cast(mirrored, tf.float32), axis=-1)) / 2
+  return probabilities
+
 class ServingModule(tf.Module):
   """Holds the Keras 3 model and the Transform layer; its tf.functions become the signatures."""
 
   def __init__(self, model: keras.Model, tf_transform_output: tft.TFTransformOutput,
-               class_names: Sequence[str]):
+               class_names: Sequence[str], tta: str = 'none'):
     super().__init__()
+    check_tta(tta)
     self.model = model
+    self._tta = tta
     self.tft_layer = tf_transform_output.transform_features_layer()
     self.class_names = tf.constant(list(class_names))
     raw_spec = tf_transform_output.raw_feature_spec()
@@ -34,8 +61,8 @@ class ServingModule(tf.Module):
   def serve(self, examples):
     features = tf.io.parse_example(examples, self._serving_spec)
     transformed = self.tft_layer(features)
-    logits = self.model(transformed[constants.IMAGE_XF_KEY], training=False)
-    probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+    probabilities = predict_probabilities(self.model, transformed[constants.IMAGE_XF_KEY],
+                                          self._tta)
     class_id = tf.argmax(probabilities, axis=-1)
     return {
         constants.PROBABILITIES_OUTPUT: probabilities,
@@ -51,9 +78,9 @@ class ServingModule(tf.Module):
 
 def export_serving_model(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
                          class_names: Sequence[str], export_dir: str,
-                         provenance: Dict[str, Any]) -> None:
+                         provenance: Dict[str, Any], tta: str = 'none') -> None:
   """Saves the SavedModel with both signatures and writes provenance files beside its assets."""
-  module = ServingModule(model, tf_transform_output, class_names)
+  module = ServingModule(model, tf_transform_output, class_names, tta)
   tf.saved_model.save(module, export_dir, signatures={
       constants.SERVING_SIGNATURE: module.serve.get_concrete_function(),
       constants.TRANSFORM_SIGNATURE: module.transform.get_concrete_function(),

@@ -54,6 +54,14 @@ def with_hyperparameters(config: TrainingConfig, hyperparameters: Optional[Dict[
   return search_spaces.apply(config, values), {'source': source, 'values': dict(values)}
 
 
+def with_model_defaults(config: TrainingConfig) -> TrainingConfig:
+  """The config with the model's own optimizer and learning rate where it leaves them None."""
+  spec = models.get_spec(config.model)
+  return dataclasses.replace(
+      config, optimizer=config.optimizer or spec.optimizer,
+      learning_rate=spec.learning_rate if config.learning_rate is None else config.learning_rate)
+
+
 def image_size_of(config: TrainingConfig) -> int:
   return config.image_size or models.get_spec(config.model).default_image_size
 
@@ -92,7 +100,7 @@ def check_training_config(config: TrainingConfig, num_classes: int, stored_image
   arguments (imported or tuned values may have changed them).
   """
   try:
-    models.get_spec(config.model)
+    config = with_model_defaults(config)
     training.validate_training_args(
         batch_size=config.batch_size, learning_rate=config.learning_rate,
         weight_decay=config.weight_decay, label_smoothing=config.label_smoothing,
@@ -100,6 +108,7 @@ def check_training_config(config: TrainingConfig, num_classes: int, stored_image
         early_stopping_patience=config.early_stopping_patience, optimizer=config.optimizer,
         schedule=config.schedule, augmentation=config.augment, precision=config.precision)
     training.validate_training_args(learning_rate=config.fine_tune_learning_rate)
+    export.check_tta(config.tta)
     if config.head_epochs < 0:
       raise ValueError(f'--head-epochs {config.head_epochs}: must be 0 or more')
     if config.steps_per_epoch is not None and config.steps_per_epoch < 1:
@@ -153,6 +162,7 @@ def train(config: TrainingConfig, model: keras.Model, train_data: tf.data.Datase
           eval_data: tf.data.Dataset, steps_per_epoch: int, validation_steps: int,
           callbacks: Sequence[keras.callbacks.Callback] = ()) -> training.TrainingTimer:
   """Runs every phase of `_phases(config)` on the model; returns the timer of all of them."""
+  config = with_model_defaults(config)
   timer = training.TrainingTimer(config.batch_size)
   epoch = 0
   for fine_tune, epochs, learning_rate in _phases(config):
@@ -184,9 +194,15 @@ def run_fn(fn_args) -> None:
       custom.get(HYPERPARAMETERS_SOURCE, 'config'))
   class_names, stored_size = custom[CLASS_NAMES], custom[STORED_IMAGE_SIZE]
   check_training_config(config, len(class_names), stored_size, build_model=False)
+  config = with_model_defaults(config)  # recorded as trained, in the stats and provenance
   keras.utils.set_random_seed(config.seed)
-  training.set_precision(config.precision)
+  with training.precision_policy(config.precision) as precision:
+    logging.info('Precision: %s (--precision %s)', precision, config.precision)
+    _train_and_export(fn_args, config, hyperparameters, class_names, stored_size)
 
+
+def _train_and_export(fn_args, config: TrainingConfig, hyperparameters: Dict[str, Any],
+                      class_names: Sequence[str], stored_size: int) -> None:
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
   feature_spec = tf_transform_output.transformed_feature_spec()
   num_train = inputs.count_examples(fn_args.train_files)
@@ -216,7 +232,7 @@ def run_fn(fn_args) -> None:
       'versions.json': _versions(),
   }
   export.export_serving_model(model, tf_transform_output, class_names,
-                              fn_args.serving_model_dir, provenance)
+                              fn_args.serving_model_dir, provenance, config.tta)
   # The Keras model itself, for notebooks, further fine-tuning and the export-consistency test.
   model.save(os.path.join(fn_args.model_run_dir, KERAS_MODEL_FILE))
   # Next to the model too, where the report and the notebooks look for it.

@@ -21,7 +21,7 @@ from absl import logging
 from tfx.components.tuner.component import TunerFnResult
 
 from components.tuner import TRIAL_SECONDS
-from modules import inputs, search_spaces, trainer
+from modules import inputs, search_spaces, trainer, training
 from pipeline.configs import TrainingConfig, TuningConfig
 from pipeline.errors import UserError
 
@@ -147,6 +147,7 @@ def tuner_fn(fn_args) -> TunerFnResult:
   base = TrainingConfig(**custom[trainer.TRAINING])
   tuning = custom[TUNING]
   base = dataclasses.replace(base, epochs=tuning['tuner_epochs'])
+  training.set_precision(base.precision)  # trials train like the Trainer will
   hypermodel = PipelineHyperModel(
       base, len(custom[trainer.CLASS_NAMES]), custom[trainer.STORED_IMAGE_SIZE], fn_args,
       tft.TFTransformOutput(fn_args.transform_graph_path))

@@ -77,9 +77,11 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
   g.add_argument('--epochs', type=int, default=t.epochs, help='(default %(default)s)')
   g.add_argument('--batch-size', type=int, default=t.batch_size, help='(default %(default)s)')
   g.add_argument('--optimizer', default=t.optimizer,
-                 help='adam | adamw | sgd | rmsprop (default %(default)s)')
+                 help="adam | adamw | sgd | rmsprop (default: the model's: sgd for resnet, "
+                 'adam for the others)')
   g.add_argument('--learning-rate', type=float, default=t.learning_rate,
-                 help='peak learning rate (default %(default)s)')
+                 help="peak learning rate (default: the model's: 0.1 for resnet, 0.001 for the "
+                 'others)')
   g.add_argument('--momentum', type=float, default=t.momentum,
                  help='sgd momentum, Nesterov (default %(default)s)')
   g.add_argument('--schedule', default=t.schedule,
@@ -97,11 +99,16 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
                  help='stop after N epochs without val_accuracy gain and keep the best weights; '
                  '0 = off (default %(default)s)')
   g.add_argument('--precision', default=t.precision,
-                 help='float32 | mixed_float16 (GPUs) | mixed_bfloat16 (default %(default)s)')
+                 help='auto (mixed_float16 on tensor-core GPUs, mixed_bfloat16 on CPUs with '
+                 'native bfloat16, else float32) | float32 | mixed_float16 | mixed_bfloat16 '
+                 '(default %(default)s)')
   g.add_argument('--jit', action='store_true', help='XLA compilation (GPUs; slow on CPUs)')
   g.add_argument('--seed', type=int, default=t.seed, help='(default %(default)s)')
   g.add_argument('--steps-per-epoch', type=int, default=t.steps_per_epoch,
                  help='default: one pass over the train split')
+  g.add_argument('--tta', default=t.tta,
+                 help='test-time augmentation of the exported model: none | flip (average the '
+                 'probabilities of each image and its mirror image) (default %(default)s)')
 
 
 def add_tuning_flags(parser: argparse.ArgumentParser) -> None:

@@ -47,10 +47,11 @@ class TrainingConfig:
   fine_tune_layers: str = '0'  # transfer models: 0 frozen backbone, K top layers, or 'all'
   head_epochs: int = 2  # transfer models with fine_tune_layers != 0: head-only epochs first
   fine_tune_learning_rate: float = 1e-4  # learning rate once backbone layers train
-  epochs: int = 40  # (after the head epochs, for transfer models that fine-tune)
+  epochs: int = 45  # (after the head epochs, for transfer models that fine-tune)
   batch_size: int = 128  # examples per step
-  optimizer: str = 'adam'  # adam | adamw | sgd (nesterov momentum) | rmsprop
-  learning_rate: float = 1e-3  # peak learning rate (after warmup)
+  # adam | adamw | sgd (nesterov momentum) | rmsprop; None: the model's (sgd for resnet, else adam)
+  optimizer: Optional[str] = None
+  learning_rate: Optional[float] = None  # peak (after warmup); None: the model's (0.1 / 1e-3)
   momentum: float = 0.9  # sgd
   schedule: str = 'cosine'  # constant | cosine (with warmup) | plateau (reduce on plateau)
   warmup_epochs: float = 1.0  # cosine only
@@ -58,10 +59,13 @@ class TrainingConfig:
   label_smoothing: float = 0.1
   augment: str = 'basic'  # none | basic (flip, pad-and-crop) | strong (+ rotation, zoom, contrast)
   early_stopping_patience: int = 0  # epochs without val_accuracy gain; 0: off
-  precision: str = 'float32'  # float32 | mixed_float16 (GPU) | mixed_bfloat16 (CPU with AMX, TPU)
+  # auto: mixed_float16 on tensor-core GPUs, mixed_bfloat16 on CPUs with native bfloat16
+  # (AVX512-BF16, AMX), else float32 | float32 | mixed_float16 | mixed_bfloat16
+  precision: str = 'auto'
   jit: bool = False  # XLA; pays on GPUs, 8-10x slower on this CPU
   seed: int = 0  # weights, shuffling, augmentation
   steps_per_epoch: Optional[int] = None  # None: one pass over the train split
+  tta: str = 'flip'  # test-time augmentation of the exported model: none | flip (average w/ mirror)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -100,6 +100,13 @@ def test_logits_are_float32_under_mixed_bfloat16(name, mixed_bfloat16):
   assert any(layer.compute_dtype == 'bfloat16' for layer in model.layers)
 
 
+def test_a_resizing_model_trains_under_mixed_bfloat16(mixed_bfloat16):
+  """Keras 3.6's Resizing fails on bfloat16 inputs; the resize layer computes in float32."""
+  model = models.build_model('mobilenet', 96, 4, alpha=0.25)
+  assert model.get_layer('resize').compute_dtype == 'float32'
+  assert model(_images(2), training=True).dtype == 'float32'
+
+
 def test_resizing_happens_inside_the_model():
   model = models.build_model('mobilenet', 96, 4, alpha=0.25)
   assert model.input.shape == (None, 32, 32, 3)

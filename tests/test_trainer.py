@@ -66,8 +66,23 @@ def test_transfer_model_trains_head_then_fine_tunes():
     (dict(learning_rate=50.0), 'learning_rate'),
     (dict(model='mobilenet', weights='none', fine_tune_layers='some'),
      "--fine-tune-layers 'some'"),
+    (dict(tta='mirror'), "Unknown test-time augmentation 'mirror'"),
+    (dict(precision='float16'), "Unknown precision 'float16'"),
 ])
 def test_bad_training_settings_fail_before_training(change, message):
   config = dataclasses.replace(TrainingConfig(model='simple_cnn'), **change)
   with pytest.raises(UserError, match=message):
     trainer.check_training_config(config, 5, 32)
+
+
+@pytest.mark.parametrize('model,optimizer,learning_rate', [
+    ('resnet', 'sgd', 0.1), ('simple_cnn', 'adam', 1e-3), ('mobilenet', 'adam', 1e-3)])
+def test_unset_optimizer_and_learning_rate_are_the_models(model, optimizer, learning_rate):
+  config = trainer.with_model_defaults(TrainingConfig(model=model))
+  assert (config.optimizer, config.learning_rate) == (optimizer, learning_rate)
+
+
+def test_explicit_optimizer_and_learning_rate_win_over_the_models():
+  config = trainer.with_model_defaults(
+      TrainingConfig(model='resnet', optimizer='adam', learning_rate=0.0))
+  assert (config.optimizer, config.learning_rate) == ('adam', 0.0)

@@ -337,6 +337,42 @@ def test_set_precision_round_trip():
     training.set_precision('float16')
 
 
+@pytest.mark.parametrize('gpu,flags,expected', [
+    ((7, 5), [], 'mixed_float16'),  # T4: tensor cores
+    ((8, 0), ['avx512_bf16'], 'mixed_float16'),  # the GPU trains, not the CPU
+    ((6, 0), [], 'float32'),  # P100: no tensor cores
+    (None, ['avx2', 'avx512f', 'avx512_bf16'], 'mixed_bfloat16'),  # AMD Zen 4, this machine
+    (None, ['amx_bf16', 'amx_tile'], 'mixed_bfloat16'),  # Intel Sapphire Rapids
+    (None, ['avx2', 'avx512f'], 'float32'),  # bfloat16 would be emulated
+])
+def test_auto_precision_follows_the_device(gpu, flags, expected):
+  assert training.resolve_precision('auto', gpu, flags) == expected
+
+
+def test_explicit_precision_is_kept_whatever_the_device():
+  for precision in ('float32', 'mixed_float16', 'mixed_bfloat16'):
+    assert training.resolve_precision(precision, None, []) == precision
+    assert training.resolve_precision(precision, (8, 0), ['avx512_bf16']) == precision
+
+
+def test_set_precision_auto_sets_this_machines_policy():
+  try:
+    policy = training.set_precision('auto')
+    assert policy == training.resolve_precision('auto', None, training.cpu_flags())
+    assert keras.mixed_precision.global_policy().name == policy
+  finally:
+    training.set_precision('float32')
+
+
+def test_precision_policy_restores_the_previous_policy():
+  with training.precision_policy('mixed_bfloat16') as policy:
+    assert policy == keras.mixed_precision.global_policy().name == 'mixed_bfloat16'
+  assert keras.mixed_precision.global_policy().name == 'float32'
+  with pytest.raises(RuntimeError), training.precision_policy('mixed_float16'):
+    raise RuntimeError('training failed')
+  assert keras.mixed_precision.global_policy().name == 'float32'
+
+
 def test_valid_training_args_pass():
   training.validate_training_args(batch_size=128, learning_rate=0.1, weight_decay=5e-4,
                                   label_smoothing=0.1, epochs=30, warmup_epochs=2,

@@ -37,7 +37,8 @@ CONFIGS = {
                              '1e-3', '--schedule', 'constant', '--epochs', '10', '--augment',
                              'none', '--label-smoothing', '0', '--weight-decay', '0', *PLAIN],
     'resnet': ['--model', 'resnet'],  # the defaults
-    'resnet_float32': ['--model', 'resnet', '--precision', 'float32', '--epochs', '35'],
+    'resnet_seed_1': ['--model', 'resnet', '--seed', '1'],  # the defaults' seed-to-seed spread
+    'resnet_float32': ['--model', 'resnet', '--precision', 'float32'],  # CPUs without bfloat16
     'resnet_adam_40_epochs': ['--model', 'resnet', '--optimizer', 'adam', '--learning-rate',
                               '1e-3', '--epochs', '40', *PLAIN],
     'mobilenet_frozen_96': ['--model', 'mobilenet', '--alpha', '0.25', '--weights', WEIGHTS,
@@ -48,6 +49,9 @@ CONFIGS = {
                                '--head-epochs', '2', '--optimizer', 'adam', '--learning-rate',
                                '1e-3', '--fine-tune-learning-rate', '1e-4', '--epochs', '6',
                                *PLAIN],
+    # The same with the defaults (Adam, bfloat16 where native, flip TTA).
+    'mobilenet_finetuned_96_defaults': ['--model', 'mobilenet', '--alpha', '0.25', '--weights',
+                                        WEIGHTS, '--fine-tune-layers', 'all', '--epochs', '6'],
 }
 
 

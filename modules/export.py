@@ -41,6 +41,7 @@ def predict_probabilities(model: keras.Model, images: tf.Tensor, tta: str = 'non
     probabilities = (probabilities + tf.nn.softmax(tf.cast(mirrored, tf.float32), axis=-1)) / 2
   return probabilities
 
+
 class ServingModule(tf.Module):
   """Holds the Keras 3 model and the Transform layer; its tf.functions become the signatures."""
 

@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 
 from pipeline import cli
 from pipeline.data import resolve_data
-from pipeline.errors import UserError
+from base.errors import UserError
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

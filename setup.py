@@ -1,7 +1,7 @@
 """Package metadata: the user code that Beam/Dataflow workers and the pipeline image need."""
 import setuptools
 
-# The stack (docs/decisions.md): TFX 1.16's own versions. requirements.lock pins the whole tree.
+# The stack: TFX 1.16's own versions (README.md, "Architecture"). requirements.lock pins the whole tree.
 INSTALL_REQUIRES = [
     'tfx==1.16.0',
     'tensorflow==2.16.2',
@@ -11,7 +11,7 @@ INSTALL_REQUIRES = [
     'apache-beam[gcp]==2.59.0',
     'kfp==2.5.0',
     'pillow',
-    'google-crc32c',  # components/example_gen/encoding.py frames TFRecords with it
+    'google-crc32c',  # datasources/encoding.py frames TFRecords with it
 ]
 EXTRAS_REQUIRE = {
     'dev': ['pytest', 'nbformat', 'nbclient', 'ipykernel', 'matplotlib', 'pandas'],
@@ -23,7 +23,7 @@ setuptools.setup(
     description='TFX pipeline that trains, tunes, evaluates and compares image classifiers on a '
     "team's CIFAR-100 classes",
     python_requires='>=3.10,<3.11',
-    packages=setuptools.find_packages(include=['pipeline*', 'components*', 'modules*']),
+    packages=setuptools.find_packages(include=['base*', 'datasources*', 'components*', 'modules*', 'pipeline*']),
     py_modules=['local_runner', 'kubeflow_runner'],
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,

@@ -53,7 +53,7 @@ def run_one(archive: str, num_classes: int, workers: int, workdir: str) -> dict:
 
 def child_main(archive: str, num_classes: int, workers: int, output_dir: str) -> None:
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
-  from pipeline.configs import DataConfig, PipelineConfig, RunnerConfig
+  from base.configs import DataConfig, PipelineConfig, RunnerConfig
   from pipeline.data import resolve_data
   from pipeline.pipeline import beam_pipeline_args, make_example_gen
   config = PipelineConfig(

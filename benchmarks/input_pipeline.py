@@ -24,7 +24,7 @@ sys.path.insert(0, ROOT)
 
 def feature_spec():
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from pipeline import constants  # pylint: disable=g-import-not-at-top
+  from base import constants  # pylint: disable=g-import-not-at-top
   return {constants.IMAGE_XF_KEY: tf.io.FixedLenFeature([32, 32, 3], tf.float32),
           constants.LABEL_XF_KEY: tf.io.FixedLenFeature([], tf.int64)}
 
@@ -33,7 +33,7 @@ def write_transformed(path: str, examples: int, classes: int) -> None:
   """Transformed examples as Transform writes them: image_xf float32 [32,32,3], label_xf int64."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from pipeline import constants  # pylint: disable=g-import-not-at-top
+  from base import constants  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   with tf.io.TFRecordWriter(path, options='GZIP') as writer:
     for i in range(examples):

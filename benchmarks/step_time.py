@@ -19,6 +19,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from base import machine  # pylint: disable=wrong-import-position
 
 COURSE_MS_PER_STEP = {  # the course's table: ms/step at batch 128, 100 classes
     'Colab T4': {'simple_cnn': 15, 'vgg16': 75},
@@ -33,9 +34,7 @@ def supported_precisions():
   precisions = ['float32']
   if tf.config.list_physical_devices('GPU'):
     return precisions + ['mixed_float16', 'mixed_bfloat16']
-  with open('/proc/cpuinfo') as f:
-    flags = f.read()
-  if 'avx512_bf16' in flags or 'amx_bf16' in flags:
+  if machine.has_native_bf16(machine.cpu_flags()):
     precisions.append('mixed_bfloat16')
   return precisions
 

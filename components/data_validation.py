@@ -16,8 +16,8 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import io_utils
 
-from pipeline import constants
-from pipeline.errors import UserError
+from base import constants
+from base.errors import UserError
 
 SCHEMA_FILE = 'schema.pbtxt'  # the name SchemaGen writes and Transform/Trainer read
 ANOMALIES_FILE = 'SchemaDiff.pb'  # the name ExampleValidator writes per split

@@ -15,9 +15,8 @@ from tfx.dsl.components.base import executor_spec
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils
 
-TRIALS_FILE = 'trials.json'
-TRIAL_SECONDS = 'trial_seconds'  # the metric modules/tuner.py records per trial
-OBJECTIVE = 'val_accuracy'
+from base.constants import TRIAL_SECONDS, TRIALS_FILE, VAL_ACCURACY
+
 
 
 def trials_table(tuner) -> List[Dict[str, Any]]:
@@ -27,7 +26,8 @@ def trials_table(tuner) -> List[Dict[str, Any]]:
     metrics = trial.metrics
     row = {'trial_id': trial.trial_id, 'status': str(trial.status)}
     row.update({k: v for k, v in trial.hyperparameters.values.items()})
-    row[OBJECTIVE] = (metrics.get_best_value(OBJECTIVE) if metrics.exists(OBJECTIVE) else None)
+    row[VAL_ACCURACY] = (metrics.get_best_value(VAL_ACCURACY)
+                        if metrics.exists(VAL_ACCURACY) else None)
     row['seconds'] = (metrics.get_last_value(TRIAL_SECONDS)
                       if metrics.exists(TRIAL_SECONDS) else None)
     rows.append(row)

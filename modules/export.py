@@ -18,7 +18,7 @@ import keras
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from pipeline import constants
+from base import constants
 
 TEST_TIME_AUGMENTATIONS = ('none', 'flip')
 

@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional
 import tensorflow as tf
 
 from modules import training
-from pipeline import constants
+from base import constants
 
 CACHE_BUDGET_BYTES = 6 * 2**30  # cache a parsed split in memory up to this size
 _PARSE_BATCH = 512

@@ -19,7 +19,7 @@ from typing import Callable, Dict, Optional, Tuple, Union
 
 import keras
 
-from pipeline import constants
+from base import constants
 
 BACKBONE_NAME = 'backbone'  # the nested ImageNet base model of every transfer model
 

@@ -12,7 +12,7 @@ from typing import Any, Dict, Mapping
 import keras_tuner
 
 from modules import models
-from pipeline.configs import TrainingConfig
+from base.configs import TrainingConfig
 
 FAMILY = 'family'
 SCRATCH, TRANSFER = 'from_scratch', 'transfer'

@@ -16,14 +16,13 @@ import tensorflow_transform as tft
 from absl import logging
 
 from modules import export, inputs, models, search_spaces, training
-from pipeline import constants
-from pipeline.configs import TrainingConfig
-from pipeline.errors import UserError
+from base import constants
+from base.configs import TrainingConfig
+from base.errors import UserError
 
 # Keys of the Trainer's custom_config.
 TRAINING = 'training'
 CLASS_NAMES = 'class_names'
-STORED_IMAGE_SIZE = 'stored_image_size'
 HYPERPARAMETERS_SOURCE = 'hyperparameters_source'  # 'config', 'tuner' or 'imported: PATH'
 
 KERAS_MODEL_FILE = 'model.keras'  # in the ModelRun artifact
@@ -33,7 +32,7 @@ def trainer_custom_config(config: TrainingConfig, class_names: Sequence[str],
                           stored_image_size: int,
                           hyperparameters_source: str = 'config') -> Dict[str, Any]:
   return {TRAINING: dataclasses.asdict(config), CLASS_NAMES: list(class_names),
-          STORED_IMAGE_SIZE: int(stored_image_size),
+          constants.STORED_IMAGE_SIZE: int(stored_image_size),
           HYPERPARAMETERS_SOURCE: hyperparameters_source}
 
 
@@ -192,7 +191,7 @@ def run_fn(fn_args) -> None:
   config, hyperparameters = with_hyperparameters(
       TrainingConfig(**custom[TRAINING]), fn_args.hyperparameters,
       custom.get(HYPERPARAMETERS_SOURCE, 'config'))
-  class_names, stored_size = custom[CLASS_NAMES], custom[STORED_IMAGE_SIZE]
+  class_names, stored_size = custom[CLASS_NAMES], custom[constants.STORED_IMAGE_SIZE]
   check_training_config(config, len(class_names), stored_size, build_model=False)
   config = with_model_defaults(config)  # recorded as trained, in the stats and provenance
   keras.utils.set_random_seed(config.seed)
@@ -227,9 +226,9 @@ def _train_and_export(fn_args, config: TrainingConfig, hyperparameters: Dict[str
   print(training.format_stats_summary(stats), flush=True)
   provenance = {
       constants.TRAINING_STATS_FILE: stats,
-      constants.CLASSES_FILE: {'class_names': class_names, 'stored_image_size': stored_size},
-      'training_config.json': dataclasses.asdict(config),
-      'versions.json': _versions(),
+      constants.CLASSES_FILE: {'class_names': class_names, constants.STORED_IMAGE_SIZE: stored_size},
+      constants.TRAINING_CONFIG_FILE: dataclasses.asdict(config),
+      constants.VERSIONS_FILE: _versions(),
   }
   export.export_serving_model(model, tf_transform_output, class_names,
                               fn_args.serving_model_dir, provenance, config.tta)

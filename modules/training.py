@@ -9,7 +9,6 @@ The model outputs logits; labels are integer class ids shaped [B] or [B, 1].
 import contextlib
 import math
 import os
-import platform
 import resource
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -17,19 +16,17 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import keras
 import tensorflow as tf
 
+from base import constants, machine
+
 OPTIMIZERS = ('adam', 'adamw', 'sgd', 'rmsprop')
 SCHEDULES = ('constant', 'cosine', 'plateau')
 AUGMENTATIONS = ('none', 'basic', 'strong')
 PRECISIONS = ('auto', 'float32', 'mixed_float16', 'mixed_bfloat16')
-# CPU flags (/proc/cpuinfo) of native bfloat16 arithmetic: AVX512-BF16 (AMD Zen 4, Intel Cooper
-# Lake and later) and AMX-BF16 (Intel Sapphire Rapids and later). Elsewhere bfloat16 is emulated.
-_CPU_BF16_FLAGS = ('avx512_bf16', 'amx_bf16')
 # GPUs with tensor cores (compute capability 7.0+: V100, T4, A100, ...) run float16 fast.
 _MIN_FLOAT16_COMPUTE_CAPABILITY = (7, 0)
 
-# Metric that callbacks and the stats watch; `make_metrics` names the accuracy metric after it.
-ACCURACY = 'accuracy'
-VAL_ACCURACY = 'val_' + ACCURACY
+# Metrics that callbacks and the stats watch; `make_metrics` names the accuracy metric after it.
+ACCURACY, VAL_ACCURACY = constants.ACCURACY, constants.VAL_ACCURACY
 
 # Parameters that weight decay leaves alone: biases and normalization scales/offsets (Keras
 # variable names), as in AdamW practice: decaying them only fights the normalization.
@@ -463,15 +460,7 @@ class TrainingTimer(keras.callbacks.Callback):
 
 def device_info() -> Dict[str, Any]:
   """The accelerator the training ran on (first GPU, else the CPU) and the CPU cores."""
-  cpu_model = platform.processor() or platform.machine()
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          cpu_model = line.split(':', 1)[1].strip()
-          break
-  except OSError:
-    pass
+  cpu_model = machine.cpu_model()
   gpus = tf.config.list_physical_devices('GPU')
   if gpus:
     details = tf.config.experimental.get_device_details(gpus[0])
@@ -523,7 +512,7 @@ def training_stats(timer: TrainingTimer,
       'train_loss': _history(timer.logs, 'loss'),
       'train_accuracy': _history(timer.logs, ACCURACY),
       'val_loss': _history(timer.logs, 'val_loss'),
-      'val_accuracy': _history(timer.logs, VAL_ACCURACY),
+      VAL_ACCURACY: _history(timer.logs, VAL_ACCURACY),
       'learning_rate': _history(timer.logs, 'learning_rate'),
       'best_val_accuracy': max(val_accuracy) if val_accuracy else None,
       'best_epoch': best_epoch + 1 if best_epoch is not None else None,
@@ -593,19 +582,7 @@ def resolve_precision(precision: str,
   if gpu_compute_capability is not None:
     fast = tuple(gpu_compute_capability) >= _MIN_FLOAT16_COMPUTE_CAPABILITY
     return 'mixed_float16' if fast else 'float32'
-  return 'mixed_bfloat16' if set(_CPU_BF16_FLAGS) & set(cpu_flags) else 'float32'
-
-
-def cpu_flags() -> List[str]:
-  """This machine's CPU feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('flags'):
-          return line.split(':', 1)[1].split()
-  except OSError:
-    pass
-  return []
+  return 'mixed_bfloat16' if machine.has_native_bf16(cpu_flags) else 'float32'
 
 
 def _gpu_compute_capability() -> Optional[Tuple[int, int]]:
@@ -622,7 +599,7 @@ def set_precision(precision: str) -> str:
   last layer should compute in float32 (`dtype='float32'`) so that logits and loss stay in full
   precision.
   """
-  policy = resolve_precision(precision, _gpu_compute_capability(), cpu_flags())
+  policy = resolve_precision(precision, _gpu_compute_capability(), machine.cpu_flags())
   keras.mixed_precision.set_global_policy(policy)
   return policy
 

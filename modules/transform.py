@@ -12,11 +12,10 @@ from typing import Any, Dict
 
 import tensorflow as tf
 
-from pipeline import constants
+from base import constants
 
 # Keys of the Transform component's custom_config.
 PREPROCESSING = 'preprocessing'  # one of PREPROCESSING_MODES (modules.models.ModelSpec)
-STORED_IMAGE_SIZE = 'stored_image_size'
 
 # keras.applications' preprocess_input modes, for images in [0, 255].
 _IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -55,7 +54,7 @@ def decode_images(png_bytes: tf.Tensor, size: int) -> tf.Tensor:
 # Called by the Transform component (and by the exported model's serving signatures).
 def preprocessing_fn(inputs: Dict[str, tf.Tensor], custom_config: Dict[str, Any]):
   """Raw features -> {image_xf: [B, S, S, 3] float32 normalised, label_xf: [B] int64}."""
-  images = decode_images(inputs[constants.IMAGE_KEY], int(custom_config[STORED_IMAGE_SIZE]))
+  images = decode_images(inputs[constants.IMAGE_KEY], int(custom_config[constants.STORED_IMAGE_SIZE]))
   return {
       constants.IMAGE_XF_KEY: normalize(images, custom_config[PREPROCESSING]),
       constants.LABEL_XF_KEY: tf.reshape(inputs[constants.LABEL_KEY], [-1]),

@@ -20,10 +20,10 @@ import tensorflow_transform as tft
 from absl import logging
 from tfx.components.tuner.component import TunerFnResult
 
-from components.tuner import TRIAL_SECONDS
+from base import constants
 from modules import inputs, search_spaces, trainer, training
-from pipeline.configs import TrainingConfig, TuningConfig
-from pipeline.errors import UserError
+from base.configs import TrainingConfig, TuningConfig
+from base.errors import UserError
 
 # Keys of the Tuner's custom_config (besides trainer.trainer_custom_config's).
 TUNING = 'tuning'
@@ -68,9 +68,9 @@ class PipelineHyperModel(keras_tuner.HyperModel):
     timer = trainer.train(config, model, train_data, eval_data, steps,
                           math.ceil(self._num_eval / config.batch_size),
                           callbacks=kwargs.get('callbacks', ()))
-    val_accuracy = [log.get('val_accuracy', 0.0) for log in timer.logs]
-    return {'val_accuracy': max(val_accuracy), 'val_loss': timer.logs[-1].get('val_loss'),
-            TRIAL_SECONDS: time.time() - started}
+    val_accuracy = [log.get(constants.VAL_ACCURACY, 0.0) for log in timer.logs]
+    return {constants.VAL_ACCURACY: max(val_accuracy), 'val_loss': timer.logs[-1].get('val_loss'),
+            constants.TRIAL_SECONDS: time.time() - started}
 
 
 def check_tuning_config(tuning: TuningConfig, model: str) -> None:
@@ -128,7 +128,7 @@ def make_tuner(name: str, hypermodel: keras_tuner.HyperModel, trials: int, epoch
                directory: str, seed: int) -> keras_tuner.Tuner:
   """A KerasTuner tuner maximising validation accuracy (on the `eval` split)."""
   common = dict(hypermodel=hypermodel, directory=directory, project_name='search', seed=seed,
-                objective=keras_tuner.Objective('val_accuracy', direction='max'),
+                objective=keras_tuner.Objective(constants.VAL_ACCURACY, direction='max'),
                 overwrite=True)
   if name == 'random':
     return keras_tuner.RandomSearch(max_trials=trials, **common)
@@ -149,7 +149,7 @@ def tuner_fn(fn_args) -> TunerFnResult:
   base = dataclasses.replace(base, epochs=tuning['tuner_epochs'])
   training.set_precision(base.precision)  # trials train like the Trainer will
   hypermodel = PipelineHyperModel(
-      base, len(custom[trainer.CLASS_NAMES]), custom[trainer.STORED_IMAGE_SIZE], fn_args,
+      base, len(custom[trainer.CLASS_NAMES]), custom[constants.STORED_IMAGE_SIZE], fn_args,
       tft.TFTransformOutput(fn_args.transform_graph_path))
   tuner = make_tuner(tuning['tuner'], hypermodel, tuning['tuner_trials'], tuning['tuner_epochs'],
                      fn_args.working_dir, base.seed)

@@ -8,7 +8,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from pipeline import constants
+from base import constants
 from pipeline.evaluation import ACCURACY, TOP_K_ACCURACY, macro_precision_recall
 
 EXAMPLE_COUNT = 'example_count'  # the name of TFMA's ExampleCount metric (tests check it)

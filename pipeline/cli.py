@@ -6,9 +6,9 @@ import sys
 import tempfile
 from typing import Callable, Optional, Sequence
 
-from pipeline.configs import (DataConfig, EvaluationConfig, PipelineConfig, RunnerConfig,
+from base.configs import (DataConfig, EvaluationConfig, PipelineConfig, RunnerConfig,
                               TrainingConfig, TuningConfig)
-from pipeline.errors import UserError, user_error_message
+from base.errors import UserError, user_error_message
 
 
 def _csv(value: str):

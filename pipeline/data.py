@@ -12,11 +12,11 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from components.example_gen import sources
-from pipeline import classes as class_selection
-from pipeline import constants
-from pipeline.configs import COURSE_CLASS_COUNTS, DataConfig
-from pipeline.errors import UserError
+from datasources import sources
+from datasources import classes as class_selection
+from base import constants
+from base.configs import COURSE_CLASS_COUNTS, DataConfig
+from base.errors import UserError
 
 CIFAR100_URL = 'https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz'
 _DEFAULT_CIFAR_CLASSES = 20  # --num-classes default for CIFAR-100 (image folders: all classes)

@@ -8,9 +8,9 @@ of tensorflow/tfx issue 2341 with multi-class metrics.
 """
 import json
 
-from pipeline import constants
-from pipeline.configs import EvaluationConfig
-from pipeline.errors import UserError
+from base import constants
+from base.configs import EvaluationConfig
+from base.errors import UserError
 
 ACCURACY = 'sparse_categorical_accuracy'
 TOP_K_ACCURACY = 'sparse_top_k_categorical_accuracy'

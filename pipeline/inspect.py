@@ -31,9 +31,10 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import cli
-from pipeline.configs import RunnerConfig
-from pipeline.constants import TRAINING_STATS_FILE
-from pipeline.errors import UserError
+from base.configs import RunnerConfig
+from base import constants
+from base.constants import TRAINING_STATS_FILE
+from base.errors import UserError
 
 LATEST = 'latest'
 PIPELINE_CONTEXT = 'pipeline'
@@ -42,11 +43,9 @@ NODE_CONTEXT = 'node'
 
 # Components are recognised by their class (the last part of the execution's type name), so a
 # custom component id (`.with_id(...)`) does not hide them.
-EXAMPLE_GEN = 'Cifar100ExampleGen'
-TRAINER = 'Trainer'
-TUNER = 'Tuner'
-EVALUATOR = 'Evaluator'
-PUSHER = 'Pusher'
+EXAMPLE_GEN, TRAINER, TUNER, EVALUATOR, PUSHER = (
+    constants.EXAMPLE_GEN, constants.TRAINER, constants.TUNER, constants.EVALUATOR,
+    constants.PUSHER)
 # Nodes that only look artifacts up: COMPLETE even in a run where everything else was cached.
 _LOOKUP_NODES = ('Resolver', 'Importer')
 # TFX's standard artifact type names (tfx.types.standard_artifacts).
@@ -391,14 +390,13 @@ def tuning_section(view: RunView) -> Tuple[Optional[Dict[str, Any]], str]:
   results = view.outputs(TUNER, TUNER_RESULTS)
   if not results:
     return None, view.absent_reason(TUNER)
-  from components.tuner import OBJECTIVE, TRIALS_FILE  # pylint: disable=g-import-not-at-top
-  path = os.path.join(results[0]['uri'], TRIALS_FILE)
+  path = os.path.join(results[0]['uri'], constants.TRIALS_FILE)
   try:
     trials = _read_json(path)
   except (OSError, ValueError) as e:
     return None, f'{path}: {getattr(e, "strerror", None) or e}'
-  trials.sort(key=lambda t: -(t.get(OBJECTIVE) if t.get(OBJECTIVE) is not None else -1))
-  return {'uri': results[0]['uri'], 'objective': OBJECTIVE, 'trials': trials}, ''
+  trials.sort(key=lambda t: -(t.get(constants.VAL_ACCURACY) if t.get(constants.VAL_ACCURACY) is not None else -1))
+  return {'uri': results[0]['uri'], 'objective': constants.VAL_ACCURACY, 'trials': trials}, ''
 
 
 def training_section(view: RunView) -> Tuple[Optional[Dict[str, Any]], str]:

@@ -13,9 +13,10 @@ from modules import models
 from modules import tuner as tuner_module
 from modules import trainer as trainer_module
 from modules import transform as transform_module
-from pipeline.configs import DataConfig, PipelineConfig
+from base.configs import DataConfig, PipelineConfig
 from pipeline import evaluation
-from pipeline.constants import EVAL_SPLIT, TEST_SPLIT, TRAIN_SPLIT
+from base import constants
+from base.constants import EVAL_SPLIT, TEST_SPLIT, TRAIN_SPLIT
 
 MODULES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'modules')
 SETUP_FILE = os.path.join(os.path.dirname(MODULES_DIR), 'setup.py')
@@ -89,7 +90,7 @@ def create_pipeline(config: PipelineConfig,
       module_file=os.path.join(MODULES_DIR, 'transform.py'),
       custom_config={
           transform_module.PREPROCESSING: models.get_spec(config.training.model).preprocessing,
-          transform_module.STORED_IMAGE_SIZE: data.stored_image_size,
+          constants.STORED_IMAGE_SIZE: data.stored_image_size,
       },
       # The Evaluator reads the raw test split through the model's own transform signature.
       splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN_SPLIT],
@@ -116,7 +117,7 @@ def create_pipeline(config: PipelineConfig,
     importer = tfx.dsl.Importer(
         source_uri=tuning.hyperparameters,
         artifact_type=tfx.types.standard_artifacts.HyperParameters,
-    ).with_id('hyperparameters_importer')
+    ).with_id(constants.HYPERPARAMETERS_IMPORTER)
     tuning_components, hyperparameters, source = (
         [importer], importer.outputs['result'], f'imported: {tuning.hyperparameters}')
 
@@ -135,7 +136,7 @@ def create_pipeline(config: PipelineConfig,
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
       model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-  ).with_id('latest_blessed_model_resolver')
+  ).with_id(constants.BASELINE_RESOLVER)
   evaluator = tfx.components.Evaluator(
       examples=example_gen.outputs['examples'],
       model=trainer.outputs['model'],

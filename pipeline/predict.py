@@ -17,11 +17,11 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from components.example_gen import encoding
-from pipeline import constants
+from datasources import encoding
+from base import constants
 from pipeline.cli import run_main
-from pipeline.configs import RunnerConfig
-from pipeline.errors import UserError
+from base.configs import RunnerConfig
+from base.errors import UserError
 
 def latest_pushed_model(serving_model_dir: str) -> str:
   """The newest version folder under <output-dir>/serving_model/<pipeline>/."""
@@ -35,7 +35,7 @@ def latest_pushed_model(serving_model_dir: str) -> str:
 
 def stored_image_size(model_dir: str) -> int:
   with open(os.path.join(model_dir, constants.PROVENANCE_DIR, constants.CLASSES_FILE)) as f:
-    return int(json.load(f)['stored_image_size'])
+    return int(json.load(f)[constants.STORED_IMAGE_SIZE])
 
 
 def load_as_png(path: str, size: int) -> bytes:

@@ -19,7 +19,7 @@ def cifar_archive(tmp_path_factory):
 def pipeline_run(cifar_archive, tmp_path_factory):
   """One run of the whole pipeline on the generated archive (simple_cnn, 2 short epochs),
   shared by every test that reads its outputs: (resolved config, split sizes)."""
-  from pipeline.configs import DataConfig, PipelineConfig, RunnerConfig, TrainingConfig
+  from base.configs import DataConfig, PipelineConfig, RunnerConfig, TrainingConfig
   from tests import e2e
   config = PipelineConfig(
       data=DataConfig(data=cifar_archive[0], trust_data=True, team_seed=2, num_classes=20),

@@ -7,7 +7,7 @@ import tensorflow as tf
 from ml_metadata.metadata_store import metadata_store
 from tfx import v1 as tfx
 
-from pipeline.configs import PipelineConfig
+from base.configs import PipelineConfig
 from pipeline.data import resolve_data
 from pipeline.pipeline import check_config, create_pipeline
 

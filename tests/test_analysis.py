@@ -10,10 +10,11 @@ from matplotlib.figure import Figure
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import analysis, cli, constants
+from pipeline import analysis, cli
+from base import constants
 from pipeline import inspect as pinspect
-from pipeline.configs import RunnerConfig
-from pipeline.errors import UserError
+from base.configs import RunnerConfig
+from base.errors import UserError
 from pipeline.evaluation import ACCURACY, TOP_K_ACCURACY, macro_precision_recall
 
 # ------------------------------------------------------------------ analysis ---------------

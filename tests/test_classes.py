@@ -1,8 +1,8 @@
 """Class selection: the seed rule, course class tables, explicit lists."""
 import pytest
 
-from pipeline import classes
-from pipeline.errors import UserError
+from datasources import classes
+from base.errors import UserError
 from tests.fixtures import FINE_NAMES
 
 

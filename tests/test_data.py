@@ -8,9 +8,10 @@ import threading
 
 import pytest
 
-from pipeline import constants, data
-from pipeline.configs import DataConfig
-from pipeline.errors import UserError
+from base import constants
+from pipeline import data
+from base.configs import DataConfig
+from base.errors import UserError
 from tests import fixtures
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from components.example_gen import encoding
-from pipeline import constants
+from datasources import encoding
+from base import constants
 from tests import fixtures
 
 

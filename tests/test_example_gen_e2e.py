@@ -13,10 +13,10 @@ from tfx.types import standard_artifacts
 from tfx.utils import io_utils
 
 from components import data_validation
-from components.example_gen import sources
-from pipeline import constants
-from pipeline.configs import DataConfig, PipelineConfig, RunnerConfig
-from pipeline.errors import UserError
+from datasources import sources
+from base import constants
+from base.configs import DataConfig, PipelineConfig, RunnerConfig
+from base.errors import UserError
 from tests import e2e, fixtures
 
 pytestmark = pytest.mark.e2e

@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from pipeline import analysis, constants
+from pipeline import analysis
+from base import constants
 from pipeline import inspect as pinspect
 from pipeline.evaluation import ACCURACY, macro_precision_recall
 from tests import e2e

@@ -4,7 +4,7 @@ import tarfile
 
 import pytest
 
-from pipeline.configs import DataConfig, PipelineConfig, RunnerConfig, TrainingConfig
+from base.configs import DataConfig, PipelineConfig, RunnerConfig, TrainingConfig
 from tests import e2e
 
 pytestmark = pytest.mark.e2e

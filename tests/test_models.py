@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from modules import models
-from pipeline import constants
+from base import constants
 
 # Official ImageNet weights of MobileNet(alpha=0.25, include_top=False), see its README.md.
 MOBILENET_025_WEIGHTS = '/work/shared/weights/mobilenet_2_5_224_tf_no_top.h5'

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from base import machine
 from modules import trainer as trainer_module
 from modules import training
-from pipeline import constants
+from base import constants
 from tests import e2e
 
 pytestmark = pytest.mark.e2e
@@ -28,7 +29,7 @@ def test_training_stats_next_to_the_model(pipeline_run):
   assert stats['steps_per_epoch'] == [5, 5]  # ceil(140 / 32)
   assert stats['device_type'] == 'CPU' and stats['peak_host_memory_mib'] > 0
   # The default --precision auto, resolved for this machine (mixed_bfloat16 on AVX512-BF16 CPUs).
-  assert stats['precision'] == training.resolve_precision('auto', None, training.cpu_flags())
+  assert stats['precision'] == training.resolve_precision('auto', None, machine.cpu_flags())
   assert len(stats['val_accuracy']) == 2
 
 
@@ -195,7 +196,7 @@ def test_blessing_follows_the_threshold(pipeline_run, tmp_path):
   """Re-running with a threshold above the model's accuracy: not blessed, not pushed; with the
   same model and no threshold: blessed again (equal to the baseline is not worse)."""
   import shutil  # pylint: disable=g-import-not-at-top
-  from pipeline.configs import EvaluationConfig, RunnerConfig  # pylint: disable=g-import-not-at-top
+  from base.configs import EvaluationConfig, RunnerConfig  # pylint: disable=g-import-not-at-top
   config, _ = pipeline_run
   accuracy = _slice_metrics(_evaluation(config))[()]['sparse_categorical_accuracy']
   # A copy of the metadata: the rerun reuses the cached upstream artifacts, and the shared run's

@@ -5,8 +5,8 @@ import keras_tuner
 import pytest
 
 from modules import search_spaces, tuner
-from pipeline.configs import TrainingConfig, TuningConfig
-from pipeline.errors import UserError
+from base.configs import TrainingConfig, TuningConfig
+from base.errors import UserError
 
 
 def test_transfer_space_adds_fine_tune_layers_and_scratch_space_does_not():

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components.example_gen import sources
-from pipeline import constants
-from pipeline.errors import UserError
+from datasources import sources
+from base import constants
+from base.errors import UserError
 from tests import fixtures
 
 ARCHIVE, FOLDER = constants.SOURCE_CIFAR_ARCHIVE, constants.SOURCE_CIFAR_FOLDER

@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 from modules import models, trainer, training
-from pipeline.configs import TrainingConfig
-from pipeline.errors import UserError
+from base.configs import TrainingConfig
+from base.errors import UserError
 
 
 def _data(n=64, classes=5, size=32):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from base import machine
 from modules import training
 
 NUM_CLASSES = 3
@@ -358,7 +359,7 @@ def test_explicit_precision_is_kept_whatever_the_device():
 def test_set_precision_auto_sets_this_machines_policy():
   try:
     policy = training.set_precision('auto')
-    assert policy == training.resolve_precision('auto', None, training.cpu_flags())
+    assert policy == training.resolve_precision('auto', None, machine.cpu_flags())
     assert keras.mixed_precision.global_policy().name == policy
   finally:
     training.set_precision('float32')

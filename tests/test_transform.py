@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.example_gen import encoding
+from datasources import encoding
 from modules import models
 from modules import transform
-from pipeline import constants
+from base import constants
 from tests import fixtures
 
 PREPROCESS_INPUT = {
@@ -44,7 +44,7 @@ def test_preprocessing_fn_decodes_the_png_bytes_of_examples():
   inputs = {constants.IMAGE_KEY: tf.constant([[p] for p in pngs]),  # [B, 1], as SchemaGen's shape
             constants.LABEL_KEY: tf.constant([[2], [0], [1]], tf.int64)}
   outputs = transform.preprocessing_fn(inputs, {transform.PREPROCESSING: 'unit',
-                                                transform.STORED_IMAGE_SIZE: 32})
+                                                constants.STORED_IMAGE_SIZE: 32})
   np.testing.assert_allclose(outputs[constants.IMAGE_XF_KEY].numpy(), images / 255.0, atol=1e-6)
   np.testing.assert_array_equal(outputs[constants.LABEL_XF_KEY].numpy(), [2, 0, 1])
 
@@ -54,4 +54,4 @@ def test_preprocessing_fn_refuses_images_of_another_size():
   with pytest.raises(tf.errors.InvalidArgumentError):
     transform.preprocessing_fn({constants.IMAGE_KEY: tf.constant([pngs]),
                                 constants.LABEL_KEY: tf.constant([[0]], tf.int64)},
-                               {transform.PREPROCESSING: 'unit', transform.STORED_IMAGE_SIZE: 32})
+                               {transform.PREPROCESSING: 'unit', constants.STORED_IMAGE_SIZE: 32})

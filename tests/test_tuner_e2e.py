@@ -5,9 +5,9 @@ import shutil
 
 import pytest
 
-from components.tuner import TRIALS_FILE
-from pipeline import constants
-from pipeline.configs import RunnerConfig, TuningConfig
+from base.constants import TRIALS_FILE
+from base import constants
+from base.configs import RunnerConfig, TuningConfig
 from tests import e2e
 
 pytestmark = pytest.mark.e2e

@@ -16,7 +16,7 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.example_gen import executor
-from pipeline import constants
+from base import constants
 
 
 class Cifar100ExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
@@ -62,7 +62,7 @@ class Cifar100ExampleGen(base_beam_component.BaseBeamComponent):
   def __init__(self, source: str, source_path: str, class_names: Sequence[str],
                source_ids: Sequence[int], coarse_names: Sequence[str], split_seed: int,
                eval_fraction: float, test_fraction: float, trust_data: bool = False):
-    """Args mirror `pipeline.configs.DataConfig` after `pipeline.data.resolve_data`."""
+    """Args mirror `base.configs.DataConfig` after `pipeline.data.resolve_data`."""
     input_base = (os.path.dirname(source_path)
                   if source == constants.SOURCE_CIFAR_ARCHIVE else source_path)
     spec = Cifar100ExampleGenSpec(

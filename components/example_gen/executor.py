@@ -21,9 +21,10 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components.example_gen import encoding, sources
-from pipeline import constants
-from pipeline.errors import UserError
+from components.example_gen import shards
+from datasources import encoding, sources
+from base import constants
+from base.errors import UserError
 
 # Execution property names (the component spec declares them).
 SOURCE = 'source'
@@ -149,10 +150,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                                   example_gen_pb2.Output())))
     if props[SOURCE] == constants.SOURCE_IMAGE_FOLDER:
       plan, image_size = plan_image_folder(props)
-      write = encoding.WriteFileShard(_encoder(props), image_size)
+      write = shards.WriteFileShard(_encoder(props), image_size)
     elif props[SOURCE] in (constants.SOURCE_CIFAR_ARCHIVE, constants.SOURCE_CIFAR_FOLDER):
       plan = plan_cifar(props, self._get_tmp_dir())
-      write = encoding.WriteArrayShard(_encoder(props), sources.CIFAR_IMAGE_SHAPE)
+      write = shards.WriteArrayShard(_encoder(props), sources.CIFAR_IMAGE_SHAPE)
     else:
       raise UserError(f'unknown source {props[SOURCE]!r}')
     elements = []

@@ -1,7 +1,7 @@
 """Images -> serialized tf.Examples -> gzipped TFRecord shards, without importing TensorFlow.
 
-Beam workers in multi_processing mode import this module to run the DoFns below. Keeping it free
-of TensorFlow spares each worker several seconds and ~650 MB of imports; writing the PNG, Example
+ExampleGen's Beam workers (components/example_gen/shards.py) and `pipeline.predict` use it. Keeping
+it free of TensorFlow spares each worker several seconds and ~650 MB of imports; writing the PNG, Example
 and TFRecord bytes directly is several times faster than PIL, protobuf objects and Beam's
 WriteToTFRecord for CIFAR's tiny images (docs/benchmarks.md). tests/test_encoding.py proves the
 bytes are what PIL and TensorFlow read and write.
@@ -11,14 +11,12 @@ import struct
 import zlib
 from typing import Dict, Iterable, List, Sequence, Tuple
 
-import apache_beam as beam
 import google_crc32c
 import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from components.example_gen import sources
-from pipeline import constants
+from base import constants
 
 # --- PNG ---
 
@@ -169,51 +167,3 @@ def write_tfrecord_gz(path: str, records: Iterable[bytes]) -> None:
   data = compressor.compress(tfrecords(records)) + compressor.flush()
   with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
     f.write(data)
-
-
-# --- Beam DoFns: one element = one output shard ---
-
-
-class _WriteShard(beam.DoFn):
-  """(output file, images, source ids) -> the examples written to the file; yields their count."""
-
-  def __init__(self, encoder: ExampleEncoder):
-    self._encoder = encoder
-
-  def _load(self, images) -> np.ndarray:
-    raise NotImplementedError
-
-  def process(self, element: Tuple[str, object, List[int]]) -> Iterable[int]:
-    path, images, source_ids = element
-    pngs = encode_pngs(self._load(images)) if source_ids else []
-    write_tfrecord_gz(path, (self._encoder.encode(png, source_id)
-                             for png, source_id in zip(pngs, source_ids)))
-    yield len(source_ids)
-
-
-class WriteArrayShard(_WriteShard):
-  """Images = (raw file of uint8 images of `image_shape`, first image, end): read, not mapped,
-  so that a worker's memory holds one shard, not every page of the file it has touched."""
-
-  def __init__(self, encoder: ExampleEncoder, image_shape: Tuple[int, int, int]):
-    super().__init__(encoder)
-    self._shape = tuple(image_shape)
-
-  def _load(self, images: Tuple[str, int, int]) -> np.ndarray:
-    path, start, end = images
-    size = int(np.prod(self._shape))
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-      f.seek(start * size)
-      data = f.read((end - start) * size)
-    return np.frombuffer(data, dtype=np.uint8).reshape((end - start,) + self._shape)
-
-
-class WriteFileShard(_WriteShard):
-  """Images = image file paths; every image must have `image_size`."""
-
-  def __init__(self, encoder: ExampleEncoder, image_size: Tuple[int, int]):
-    super().__init__(encoder)
-    self._image_size = tuple(image_size)
-
-  def _load(self, images: List[str]) -> np.ndarray:
-    return np.stack([sources.load_image(path, self._image_size) for path in images])

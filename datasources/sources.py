@@ -13,8 +13,8 @@ from typing import BinaryIO, Callable, Dict, List, NamedTuple, Optional, Sequenc
 import numpy as np
 from PIL import Image
 
-from pipeline import constants
-from pipeline.errors import UserError
+from base import constants
+from base.errors import UserError
 
 CIFAR100_MD5 = 'eb9058c3a382ffc7106e4002c42a8d85'  # the official cifar-100-python.tar.gz
 CIFAR100_ARCHIVE_NAME = 'cifar-100-python.tar.gz'

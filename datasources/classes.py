@@ -14,7 +14,7 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
-from pipeline.errors import UserError
+from base.errors import UserError
 
 
 def classes_by_rule(team_seed: int, num_classes: int, num_available: int) -> Tuple[int, ...]:

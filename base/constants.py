@@ -36,8 +36,34 @@ CLASS_NAME_OUTPUT = 'class_name'  # [B] string: its name
 
 # --- files written beside artifacts ---
 PROVENANCE_DIR = 'assets.extra'  # inside the SavedModel; TF Serving ignores it, Pusher copies it
-TRAINING_STATS_FILE = 'training_stats.json'
-CLASSES_FILE = 'classes.json'
+TRAINING_STATS_FILE = 'training_stats.json'  # also beside the SavedModel, in the Model artifact
+CLASSES_FILE = 'classes.json'  # {'class_names': [...], STORED_IMAGE_SIZE: N}
+TRAINING_CONFIG_FILE = 'training_config.json'  # the TrainingConfig the model was trained with
+VERSIONS_FILE = 'versions.json'  # the library versions it was trained with
+TRIALS_FILE = 'trials.json'  # in the Tuner's tuner_results artifact: one row per trial
+
+# Side of the stored images: a key of classes.json and of the Transform/Trainer custom_config.
+STORED_IMAGE_SIZE = 'stored_image_size'
+
+# --- metrics (Keras history and KerasTuner names) ---
+ACCURACY = 'accuracy'
+VAL_ACCURACY = 'val_' + ACCURACY  # what callbacks, the Tuner's objective and the stats watch
+TRIAL_SECONDS = 'trial_seconds'  # the Tuner records each trial's wall time under this name
+
+# --- component ids, as ML Metadata and the artifact folders name them ---
+EXAMPLE_GEN = 'Cifar100ExampleGen'
+STATISTICS_GEN = 'StatisticsGen'
+SCHEMA_GEN = 'SchemaGen'
+CURATED_SCHEMA_GEN = 'CuratedSchemaGen'
+EXAMPLE_VALIDATOR = 'ExampleValidator'
+VALIDATION_GATE = 'ValidationGate'
+TRANSFORM = 'Transform'
+TUNER = 'Tuner'
+HYPERPARAMETERS_IMPORTER = 'hyperparameters_importer'
+TRAINER = 'Trainer'
+BASELINE_RESOLVER = 'latest_blessed_model_resolver'
+EVALUATOR = 'Evaluator'
+PUSHER = 'Pusher'
 
 # --- image sources ---
 SOURCE_CIFAR_ARCHIVE = 'cifar100_archive'  # cifar-100-python.tar.gz

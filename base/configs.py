@@ -106,12 +106,24 @@ class RunnerConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class StudyTag:
+  """Which study and variant a run belongs to (`pipeline.study` sets it; empty for a plain run).
+
+  Recorded in the Trainer's custom_config (key `constants.STUDY`), so ML Metadata holds it with
+  the run and `pipeline.inspect` and `pipeline.report` read it back; the seed is the training's.
+  """
+  study: str = ''  # the study's name, e.g. 'augmentation'
+  variant: str = ''  # the variant's label, e.g. 'augment=strong'
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
   data: DataConfig = DataConfig()
   training: TrainingConfig = TrainingConfig()
   tuning: TuningConfig = TuningConfig()
   evaluation: EvaluationConfig = EvaluationConfig()
   runner: RunnerConfig = RunnerConfig()
+  study: StudyTag = StudyTag()
 
   def replace(self, **groups) -> 'PipelineConfig':
     return dataclasses.replace(self, **groups)

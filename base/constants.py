@@ -42,6 +42,9 @@ TRAINING_CONFIG_FILE = 'training_config.json'  # the TrainingConfig the model wa
 VERSIONS_FILE = 'versions.json'  # the library versions it was trained with
 TRIALS_FILE = 'trials.json'  # in the Tuner's tuner_results artifact: one row per trial
 
+# Key of the Trainer's custom_config holding the run's `configs.StudyTag` (study, variant).
+STUDY = 'study'
+
 # Side of the stored images: a key of classes.json and of the Transform/Trainer custom_config.
 STORED_IMAGE_SIZE = 'stored_image_size'
 

@@ -50,6 +50,12 @@ def check_config(config: PipelineConfig) -> PipelineConfig:
   return config
 
 
+def _study_tag(config: PipelineConfig) -> dict:
+  """The run's study and variant for the Trainer's custom_config (nothing for a plain run, so
+  that its cache key stays what it was)."""
+  return {constants.STUDY: dataclasses.asdict(config.study)} if config.study.study else {}
+
+
 def make_example_gen(data: DataConfig) -> Cifar100ExampleGen:
   """The ExampleGen for a data config resolved by `pipeline.data.resolve_data`."""
   if not data.class_names:
@@ -129,7 +135,8 @@ def create_pipeline(config: PipelineConfig,
       hyperparameters=hyperparameters,
       train_args=tfx.proto.TrainArgs(splits=[TRAIN_SPLIT]),
       eval_args=tfx.proto.EvalArgs(splits=[EVAL_SPLIT]),
-      custom_config={**trainer_config, trainer_module.HYPERPARAMETERS_SOURCE: source})
+      custom_config={**trainer_config, trainer_module.HYPERPARAMETERS_SOURCE: source,
+                     **_study_tag(config)})
 
   # The latest blessed model of this pipeline, the baseline a new model must not fall behind.
   baseline = tfx.dsl.Resolver(

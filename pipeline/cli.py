@@ -7,7 +7,7 @@ import tempfile
 from typing import Callable, Optional, Sequence
 
 from base.configs import (DataConfig, EvaluationConfig, PipelineConfig, RunnerConfig,
-                              TrainingConfig, TuningConfig)
+                          StudyTag, TrainingConfig, TuningConfig)
 from base.errors import UserError, user_error_message
 
 
@@ -144,6 +144,11 @@ def add_runner_flags(parser: argparse.ArgumentParser) -> None:
   g.add_argument('--pipeline-name', default=r.pipeline_name, help='(default %(default)s)')
   g.add_argument('--no-cache', dest='enable_cache', action='store_false',
                  help='re-run every component even when its inputs did not change')
+  s = StudyTag()
+  g.add_argument('--study', default=s.study, metavar='NAME',
+                 help='record the run as part of this study (pipeline.study sets it)')
+  g.add_argument('--variant', default=s.variant, metavar='LABEL',
+                 help="the run's variant within --study, e.g. augment=strong")
 
 
 def build_parser(description: str) -> argparse.ArgumentParser:
@@ -170,8 +175,11 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
                         tuner_epochs=args.tuner_epochs, hyperparameters=args.hyperparameters)
   evaluation = EvaluationConfig(min_accuracy=args.min_accuracy,
                                 compare_to_baseline=args.compare_to_baseline)
+  if args.variant and not args.study:
+    raise UserError('--variant needs --study')
+  study = StudyTag(study=args.study, variant=args.variant)
   return PipelineConfig(data=data, training=training, tuning=tuning, evaluation=evaluation,
-                        runner=runner)
+                        runner=runner, study=study)
 
 
 def check_writable_dir(path: str, flag: str = '--output-dir') -> None:

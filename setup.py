@@ -14,7 +14,7 @@ INSTALL_REQUIRES = [
     'google-crc32c',  # datasources/encoding.py frames TFRecords with it
 ]
 EXTRAS_REQUIRE = {
-    'dev': ['pytest', 'nbformat', 'nbclient', 'ipykernel', 'matplotlib', 'pandas'],
+    'dev': ['pytest', 'hypothesis', 'nbformat', 'nbclient', 'ipykernel', 'matplotlib', 'pandas'],
 }
 
 setuptools.setup(

@@ -7,9 +7,13 @@
 Artifacts go to <output-dir>/pipeline_root; ML Metadata is Vertex ML Metadata.
 
 The image must contain this project installed (`pip install .` in TFX 1.16's image,
-gcr.io/tfx-oss-public/tfx:1.16.0). The data path must be readable both here, where the classes
-are chosen and checked, and by the pipeline's workers: on Vertex AI, a GCS bucket is mounted at
-/gcs/BUCKET, so mount it here too (gcsfuse) or compile with a local copy at the same path.
+gcr.io/tfx-oss-public/tfx:1.16.0): the components name its functions
+(`modules.trainer.run_fn`, ...; see `pipeline.pipeline`), so compiling packages and uploads no
+user code, and needs neither network nor credentials, even for a gs:// --output-dir.
+
+The data path must be readable both here, where the classes are chosen and checked, and by the
+pipeline's workers: on Vertex AI, a GCS bucket is mounted at /gcs/BUCKET, so mount it here too
+(gcsfuse) or compile with a local copy at the same path.
 """
 import os
 import sys

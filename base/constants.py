@@ -45,6 +45,10 @@ TRIALS_FILE = 'trials.json'  # in the Tuner's tuner_results artifact: one row pe
 # Key of the Trainer's custom_config holding the run's `configs.StudyTag` (study, variant).
 STUDY = 'study'
 
+# Key of the Transform/Tuner/Trainer custom_config holding a hash of the code they run, so that a
+# code change re-runs them (they name importable functions, which TFX does not fingerprint).
+CODE_FINGERPRINT = 'code_fingerprint'
+
 # Side of the stored images: a key of classes.json and of the Transform/Trainer custom_config.
 STORED_IMAGE_SIZE = 'stored_image_size'
 

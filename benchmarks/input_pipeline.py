@@ -48,7 +48,8 @@ def write_transformed(path: str, examples: int, classes: int) -> None:
 def child(feed: str, path: str, examples: int, epochs: int, classes: int) -> None:
   import keras  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from modules import inputs, models, training  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from modules import inputs, models, training, training_stats
   batch = 128
   steps = examples // batch
   if feed == 'disk':
@@ -63,7 +64,7 @@ def child(feed: str, path: str, examples: int, epochs: int, classes: int) -> Non
   model = models.build_model('simple_cnn', 32, classes)
   model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=training.make_loss(0.0),
                 metrics=training.make_metrics(), jit_compile=False)
-  timer = training.TrainingTimer(batch)
+  timer = training_stats.TrainingTimer(batch)
   model.fit(data, epochs=epochs, steps_per_epoch=steps, callbacks=[timer], verbose=0)
   ms, rule = timer.steady_state()
   print(json.dumps({'feed': feed, 'ms_per_step': ms, 'rule': rule}))

@@ -20,13 +20,10 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from base import machine  # pylint: disable=wrong-import-position
+from base.course import (COURSE_BATCH_SIZE, COURSE_MS_PER_STEP,  # pylint: disable=wrong-import-position
+                         COURSE_NUM_CLASSES)
 
-COURSE_MS_PER_STEP = {  # the course's table: ms/step at batch 128, 100 classes
-    'Colab T4': {'simple_cnn': 15, 'vgg16': 75},
-    'Kaggle P100': {'simple_cnn': 15, 'vgg16': 53},
-    'RTX 2080 Ti': {'simple_cnn': 7, 'vgg16': 28},
-}
-BATCH, CLASSES = 128, 100
+BATCH, CLASSES = COURSE_BATCH_SIZE, COURSE_NUM_CLASSES  # the course's table's setting
 
 
 def supported_precisions():
@@ -75,7 +72,7 @@ def child(model_name: str, precision: str, steps: int, jit: bool) -> None:
   import keras  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from modules import models, training  # pylint: disable=g-import-not-at-top
+  from modules import models, training, training_stats  # pylint: disable=g-import-not-at-top
   training.set_precision(precision)
   keras.utils.set_random_seed(0)
   model = models.build_model(model_name, 32, CLASSES)
@@ -85,7 +82,7 @@ def child(model_name: str, precision: str, steps: int, jit: bool) -> None:
   images = rng.random((BATCH * 4, 32, 32, 3), dtype=np.float32)
   labels = rng.integers(0, CLASSES, BATCH * 4)
   data = tf.data.Dataset.from_tensor_slices((images, labels)).repeat().batch(BATCH).prefetch(2)
-  timer = training.TrainingTimer(BATCH)
+  timer = training_stats.TrainingTimer(BATCH)
   model.fit(data, epochs=2, steps_per_epoch=steps, callbacks=[timer], verbose=0)
   ms, _ = timer.steady_state()
   flops = 3 * forward_flops(model) * BATCH
@@ -115,7 +112,7 @@ def main() -> None:
         print(f'  {name:10s} {precision:15s} jit={int(jit)} {r["ms_per_step"]:8.1f} ms/step, '
               f'{r["achieved_gflops"]:6.0f} GFLOP/s of {r["peak_matmul_gflops"]:5.0f} (matmul '
               'peak)', flush=True)
-  from modules.training import device_info  # pylint: disable=g-import-not-at-top
+  from modules.training_stats import device_info  # pylint: disable=g-import-not-at-top
   device = device_info()
   print(f'\nms/step at batch {BATCH}, {CLASSES} classes (this device: {device.get("device_name")}, '
         f'{device.get("cpu_cores")} cores)')

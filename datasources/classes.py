@@ -16,6 +16,8 @@ import numpy as np
 
 from base.errors import UserError
 
+_MAX_ID_DIGITS = 9  # no class table or source has a billion classes
+
 
 def classes_by_rule(team_seed: int, num_classes: int, num_available: int) -> Tuple[int, ...]:
   """The documented seed rule: `num_classes` distinct ids out of `num_available`, sorted."""
@@ -41,7 +43,7 @@ def parse_class_table(text: str, source: str = 'class table') -> List[List[int]]
       if n == 0:
         continue  # header
       raise UserError(f'{source}: line {n + 1} is not a list of class ids: {line.strip()[:60]!r}')
-    rows.append([int(c) for c in cells])
+    rows.append([_class_id(c, f'{source}: line {n + 1}') for c in cells])
   if not rows:
     raise UserError(f'{source}: no rows of class ids')
   widths = {len(r) for r in rows}
@@ -67,6 +69,13 @@ def row_from_table(rows: Sequence[Sequence[int]], team_seed: int, num_classes: i
   return checked_ids(row, num_available, source)
 
 
+def _class_id(digits: str, where: str) -> int:
+  """int(digits), refusing numbers no class id can be (int() itself refuses over 4,300 digits)."""
+  if len(digits.lstrip('-')) > _MAX_ID_DIGITS:
+    raise UserError(f'{where}: {digits[:12]}... is not a class id')
+  return int(digits)
+
+
 def checked_ids(ids: Sequence[int], num_available: int, source: str) -> Tuple[int, ...]:
   bad = [i for i in ids if not 0 <= i < num_available]
   if bad:
@@ -83,7 +92,7 @@ def classes_from_list(tokens: Sequence[str], names: Sequence[str]) -> Tuple[int,
   for token in tokens:
     token = token.strip()
     if re.fullmatch(r'\d+', token):
-      ids.append(int(token))
+      ids.append(_class_id(token, '--classes'))
     elif token in names:
       ids.append(list(names).index(token))
     else:

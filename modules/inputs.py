@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional
 
 import tensorflow as tf
 
-from modules import training
+from modules import augmentation
 from base import constants
 
 CACHE_BUDGET_BYTES = 6 * 2**30  # cache a parsed split in memory up to this size
@@ -61,5 +61,5 @@ def make_dataset(patterns: List[str], transformed_feature_spec: Dict[str, Any],
                               reshuffle_each_iteration=True).repeat()
   dataset = dataset.batch(batch_size, drop_remainder=training_split)
   if training_split:
-    dataset = training.augment_dataset(dataset, augment, image_spec.shape[:2])
+    dataset = augmentation.augment_dataset(dataset, augment, image_spec.shape[:2])
   return dataset.prefetch(tf.data.AUTOTUNE)

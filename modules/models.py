@@ -1,4 +1,4 @@
-"""Model builders, one per architecture, and the registry the Trainer and Tuner read.
+"""Model builders, one per architecture family, and the registry the Trainer and Tuner read.
 
 Every builder has the shape of keras-io's `make_model(input_shape, num_classes)`: the linear
 `x = layer(x)` functional style, every value from its arguments, an uncompiled `keras.Model` out.
@@ -15,7 +15,7 @@ import inspect
 import math
 import os
 import warnings
-from typing import Callable, Dict, Optional, Tuple, Union
+from typing import Callable, Dict, FrozenSet, Optional, Tuple, Union
 
 import keras
 
@@ -58,12 +58,6 @@ def _backbone(application, x, weights, **kwargs):
   # Renamed afterwards, not through `name=`: EfficientNet derives its weights file name from it.
   base.name = BACKBONE_NAME
   return base(x, training=False)
-
-
-def _transfer_head(x, num_classes, dropout):
-  x = keras.layers.GlobalAveragePooling2D()(x)
-  x = keras.layers.Dropout(dropout)(x)
-  return _logits(x, num_classes)
 
 
 def _conv_bn_relu(x, filters, pool=False):
@@ -136,136 +130,61 @@ def resnet(input_shape, num_classes, width=32, dropout=0.2, *, image_size=None):
   return keras.Model(inputs, _logits(x, num_classes), name='resnet')
 
 
-def vgg16(input_shape, num_classes, weights=None, dropout=0.5, *, image_size=None):
-  """The notebook's transfer model: VGG16 features, dropout, global average pooling, Dense.
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+  """A keras.applications base model and the head `transfer_model` puts on it."""
+  application: Callable[..., keras.Model]  # keras.applications constructor, e.g. MobileNet
+  dropout: float = 0.2  # the head's default dropout rate
+  # The course notebook's vgg16 drops out on the feature map before pooling; the others after.
+  dropout_before_pooling: bool = False
+  options: Tuple[str, ...] = ()  # constructor arguments a user may set, e.g. MobileNet's alpha
+
+
+def transfer_model(input_shape, num_classes, backbone: Backbone, weights=None, dropout=None, *,
+                   image_size=None, name='transfer', **options):
+  """Every transfer model: a keras.applications backbone, average pooling, dropout, Dense.
 
   Args:
     input_shape: shape of one input image, e.g. (32, 32, 3).
     num_classes: number of output logits.
+    backbone: the `Backbone` row of the architecture.
+    weights: None (random), 'imagenet', or the path of the application's no-top .h5 weights
+      file (for the same `options`, e.g. the same alpha).
+    dropout: dropout rate of the head; None: the backbone's default.
     image_size: resize the input to image_size x image_size inside the model; None: don't.
-    weights: None (random), 'imagenet', or the path of a VGG16 no-top .h5 weights file.
-    dropout: dropout rate on the backbone's feature map.
+    name: the model's name.
+    **options: constructor arguments listed in `backbone.options`, e.g. alpha=0.25.
 
   Returns:
-    An uncompiled keras.Model; 14,714,688 + 513 * num_classes parameters.
+    An uncompiled keras.Model; vgg16 has 14,714,688 + 513 * num_classes parameters.
   """
+  dropout = backbone.dropout if dropout is None else dropout
   inputs, x = _image_input(input_shape, image_size)
-  x = _backbone(keras.applications.VGG16, x, weights)
-  x = keras.layers.Dropout(dropout)(x)
+  x = _backbone(backbone.application, x, weights, **options)
+  if backbone.dropout_before_pooling:
+    x = keras.layers.Dropout(dropout)(x)
   x = keras.layers.GlobalAveragePooling2D()(x)
-  return keras.Model(inputs, _logits(x, num_classes), name='vgg16')
-
-
-def mobilenet(input_shape, num_classes, weights=None, dropout=0.2, alpha=1.0, *, image_size=None):
-  """MobileNet v1 features, global average pooling, dropout, Dense.
-
-  Args:
-    input_shape: shape of one input image, e.g. (32, 32, 3).
-    num_classes: number of output logits.
-    image_size: resize the input to image_size x image_size inside the model; None: don't.
-    weights: None (random), 'imagenet', or the path of a MobileNet no-top .h5 weights file for
-      the same alpha.
-    dropout: dropout rate before the final Dense layer.
-    alpha: width multiplier; ImageNet weights exist for 0.25, 0.5, 0.75 and 1.0.
-
-  Returns:
-    An uncompiled keras.Model.
-  """
-  inputs, x = _image_input(input_shape, image_size)
-  x = _backbone(keras.applications.MobileNet, x, weights, alpha=alpha)
-  return keras.Model(inputs, _transfer_head(x, num_classes, dropout), name='mobilenet')
-
-
-def mobilenet_v2(input_shape, num_classes, weights=None, dropout=0.2, alpha=1.0, *,
-                 image_size=None):
-  """MobileNet v2 features, global average pooling, dropout, Dense.
-
-  Args:
-    input_shape: shape of one input image, e.g. (32, 32, 3).
-    num_classes: number of output logits.
-    image_size: resize the input to image_size x image_size inside the model; None: don't.
-    weights: None (random), 'imagenet', or the path of a MobileNetV2 no-top .h5 weights file for
-      the same alpha.
-    dropout: dropout rate before the final Dense layer.
-    alpha: width multiplier; ImageNet weights exist for 0.35, 0.5, 0.75, 1.0, 1.3 and 1.4.
-
-  Returns:
-    An uncompiled keras.Model.
-  """
-  inputs, x = _image_input(input_shape, image_size)
-  x = _backbone(keras.applications.MobileNetV2, x, weights, alpha=alpha)
-  return keras.Model(inputs, _transfer_head(x, num_classes, dropout), name='mobilenet_v2')
-
-
-def resnet50(input_shape, num_classes, weights=None, dropout=0.2, *, image_size=None):
-  """ResNet50 features, global average pooling, dropout, Dense.
-
-  Args:
-    input_shape: shape of one input image, e.g. (32, 32, 3).
-    num_classes: number of output logits.
-    image_size: resize the input to image_size x image_size inside the model; None: don't.
-    weights: None (random), 'imagenet', or the path of a ResNet50 no-top .h5 weights file.
-    dropout: dropout rate before the final Dense layer.
-
-  Returns:
-    An uncompiled keras.Model.
-  """
-  inputs, x = _image_input(input_shape, image_size)
-  x = _backbone(keras.applications.ResNet50, x, weights)
-  return keras.Model(inputs, _transfer_head(x, num_classes, dropout), name='resnet50')
-
-
-def efficientnet_b0(input_shape, num_classes, weights=None, dropout=0.2, *, image_size=None):
-  """EfficientNetB0 features, global average pooling, dropout, Dense.
-
-  The network rescales [0, 255] inputs itself. Note that keras.applications adds one more
-  normalization layer only for weights='imagenet', not for a weights file path, so a path to
-  the same ImageNet file gives slightly different features than 'imagenet'.
-
-  Args:
-    input_shape: shape of one input image, e.g. (32, 32, 3).
-    num_classes: number of output logits.
-    image_size: resize the input to image_size x image_size inside the model; None: don't.
-    weights: None (random), 'imagenet', or the path of an EfficientNetB0 no-top .h5 weights file.
-    dropout: dropout rate before the final Dense layer.
-
-  Returns:
-    An uncompiled keras.Model.
-  """
-  inputs, x = _image_input(input_shape, image_size)
-  x = _backbone(keras.applications.EfficientNetB0, x, weights)
-  return keras.Model(inputs, _transfer_head(x, num_classes, dropout), name='efficientnet_b0')
-
-
-def densenet121(input_shape, num_classes, weights=None, dropout=0.2, *, image_size=None):
-  """DenseNet121 features, global average pooling, dropout, Dense.
-
-  Args:
-    input_shape: shape of one input image, e.g. (32, 32, 3).
-    num_classes: number of output logits.
-    image_size: resize the input to image_size x image_size inside the model; None: don't.
-    weights: None (random), 'imagenet', or the path of a DenseNet121 no-top .h5 weights file.
-    dropout: dropout rate before the final Dense layer.
-
-  Returns:
-    An uncompiled keras.Model.
-  """
-  inputs, x = _image_input(input_shape, image_size)
-  x = _backbone(keras.applications.DenseNet121, x, weights)
-  return keras.Model(inputs, _transfer_head(x, num_classes, dropout), name='densenet121')
+  if not backbone.dropout_before_pooling:
+    x = keras.layers.Dropout(dropout)(x)
+  return keras.Model(inputs, _logits(x, num_classes), name=name)
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-  """What the pipeline needs to know about an architecture besides its builder."""
-  builder: Callable[..., keras.Model]
-  transfer: bool  # has an ImageNet backbone named BACKBONE_NAME
+  """What the pipeline needs to know about an architecture besides its builder's arguments."""
+  builder: Callable[..., keras.Model]  # a from-scratch builder, or transfer_model
   preprocessing: str  # the input normalization it expects, one of PREPROCESSING_MODES
   min_image_size: int  # smallest image side the architecture accepts
   default_image_size: int  # image side it is trained at unless told otherwise
+  backbone: Optional[Backbone] = None  # transfer models: the ImageNet base model
   # The optimizer and peak learning rate it trains with unless told otherwise (docs/results.md).
   optimizer: str = 'adam'
   learning_rate: float = 1e-3
+
+  @property
+  def transfer(self) -> bool:
+    """Has an ImageNet backbone named BACKBONE_NAME."""
+    return self.backbone is not None
 
 
 # Preprocessing modes are those of each keras.applications.<module>.preprocess_input (keras 3.6).
@@ -280,17 +199,26 @@ class ModelSpec:
 # overshoots a head on ImageNet features and, at 0.01, wrecks a backbone whose BatchNorm is frozen:
 # chance accuracy after one fine-tuning epoch, measured on mobilenet). The resnet trains best with
 # SGD-Nesterov at 0.1, which also makes --weight-decay the classic L2 (+3 points, docs/results.md).
+# Backbone options: ImageNet weights exist for MobileNet alpha 0.25, 0.5, 0.75 and 1.0, and for
+# MobileNetV2 alpha 0.35, 0.5, 0.75, 1.0, 1.3 and 1.4. EfficientNet rescales [0, 255] inputs itself
+# and adds one more normalization layer only for weights='imagenet', not for a weights file path,
+# so a path to the same ImageNet file gives slightly different features than 'imagenet'.
 MODELS: Dict[str, ModelSpec] = {
-    # name: ModelSpec(builder, transfer, preprocessing, min_image_size, default_image_size[,
-    #                  optimizer, learning_rate])
-    'simple_cnn': ModelSpec(simple_cnn, False, UNIT, 18, 32),
-    'resnet': ModelSpec(resnet, False, UNIT, 8, 32, 'sgd', 0.1),
-    'vgg16': ModelSpec(vgg16, True, CAFFE, 32, 32),
-    'mobilenet': ModelSpec(mobilenet, True, TF, 32, 96),
-    'mobilenet_v2': ModelSpec(mobilenet_v2, True, TF, 32, 96),
-    'resnet50': ModelSpec(resnet50, True, CAFFE, 32, 64),
-    'efficientnet_b0': ModelSpec(efficientnet_b0, True, RAW, 32, 96),
-    'densenet121': ModelSpec(densenet121, True, TORCH, 32, 64),
+    # name: ModelSpec(builder, preprocessing, min_image_size, default_image_size[, backbone,
+    #                 optimizer, learning_rate])
+    'simple_cnn': ModelSpec(simple_cnn, UNIT, 18, 32),
+    'resnet': ModelSpec(resnet, UNIT, 8, 32, optimizer='sgd', learning_rate=0.1),
+    'vgg16': ModelSpec(transfer_model, CAFFE, 32, 32, Backbone(
+        keras.applications.VGG16, dropout=0.5, dropout_before_pooling=True)),
+    'mobilenet': ModelSpec(transfer_model, TF, 32, 96, Backbone(
+        keras.applications.MobileNet, options=('alpha',))),
+    'mobilenet_v2': ModelSpec(transfer_model, TF, 32, 96, Backbone(
+        keras.applications.MobileNetV2, options=('alpha',))),
+    'resnet50': ModelSpec(transfer_model, CAFFE, 32, 64, Backbone(keras.applications.ResNet50)),
+    'efficientnet_b0': ModelSpec(transfer_model, RAW, 32, 96, Backbone(
+        keras.applications.EfficientNetB0)),
+    'densenet121': ModelSpec(transfer_model, TORCH, 32, 64, Backbone(
+        keras.applications.DenseNet121)),
 }
 
 
@@ -299,6 +227,19 @@ def get_spec(name: str) -> ModelSpec:
   if name not in MODELS:
     raise ValueError(f'Unknown model {name!r}; known models: {", ".join(sorted(MODELS))}')
   return MODELS[name]
+
+
+# Arguments `build_model` itself passes to every builder, or to transfer models.
+_BUILD_ARGUMENTS = ('input_shape', 'num_classes', 'image_size', 'backbone', 'weights', 'name')
+
+
+def builder_arguments(name: str) -> FrozenSet[str]:
+  """The architecture arguments a model takes: dropout, resnet's width, MobileNet's alpha..."""
+  spec = get_spec(name)
+  options = spec.backbone.options if spec.transfer else ()
+  parameters = inspect.signature(spec.builder).parameters
+  return frozenset(p for p in parameters if p not in _BUILD_ARGUMENTS and
+                   parameters[p].kind != inspect.Parameter.VAR_KEYWORD) | frozenset(options)
 
 
 def build_model(name: str,
@@ -340,19 +281,19 @@ def build_model(name: str,
   if is_path and not os.path.exists(weights):
     raise ValueError(f'Weights file not found: {weights}')
 
-  params = inspect.signature(spec.builder).parameters
+  accepted = builder_arguments(name)
   arch_kwargs = dict(kwargs)
-  if spec.transfer:
-    arch_kwargs['weights'] = weights
-  if 'alpha' in params:
+  if 'alpha' in accepted:
     arch_kwargs['alpha'] = alpha
   elif alpha != 1.0:
     raise ValueError(f'Model {name!r} has no width multiplier alpha; got alpha={alpha}')
   if dropout is not None:
     arch_kwargs['dropout'] = dropout
-  unknown = sorted(set(arch_kwargs) - set(params))
+  unknown = sorted(set(arch_kwargs) - accepted)
   if unknown:
     raise ValueError(f'Model {name!r} does not take {", ".join(unknown)}')
+  if spec.transfer:
+    arch_kwargs.update(backbone=spec.backbone, weights=weights, name=name)
 
   input_shape = (stored_image_size, stored_image_size, 3)
   try:
@@ -362,7 +303,7 @@ def build_model(name: str,
       raise
     # Keras' message ("Layer count mismatch...", "Shape mismatch...") can be many lines long.
     reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    arch = f'{name!r} with alpha={alpha}' if 'alpha' in params else repr(name)
+    arch = f'{name!r} with alpha={alpha}' if 'alpha' in accepted else repr(name)
     raise ValueError(f'Weights file {weights} does not fit model {arch}: {reason}') from e
 
 

@@ -6,7 +6,6 @@ space the values came from, so values tuned for a transfer model are never appli
 from-scratch one.
 """
 import dataclasses
-import inspect
 from typing import Any, Dict, Mapping
 
 import keras_tuner
@@ -30,7 +29,7 @@ def define(hp: keras_tuner.HyperParameters, model: str) -> None:
   hp.Float('learning_rate', 1e-4, 3e-1, sampling='log')
   hp.Choice('optimizer', ['adam', 'adamw', 'sgd', 'rmsprop'])
   hp.Choice('batch_size', [32, 64, 128, 256])
-  if 'dropout' in inspect.signature(models.get_spec(model).builder).parameters:
+  if 'dropout' in models.builder_arguments(model):
     hp.Float('dropout', 0.0, 0.5, step=0.1)
   hp.Float('weight_decay', 1e-5, 1e-2, sampling='log')
   hp.Choice('augment', ['none', 'basic', 'strong'])

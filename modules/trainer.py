@@ -15,7 +15,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
 
-from modules import export, inputs, models, search_spaces, training
+from modules import export, inputs, models, search_spaces, training, training_stats
 from base import constants
 from base.configs import TrainingConfig
 from base.errors import UserError
@@ -159,10 +159,10 @@ def _compile(model: keras.Model, config: TrainingConfig, learning_rate: float,
 
 def train(config: TrainingConfig, model: keras.Model, train_data: tf.data.Dataset,
           eval_data: tf.data.Dataset, steps_per_epoch: int, validation_steps: int,
-          callbacks: Sequence[keras.callbacks.Callback] = ()) -> training.TrainingTimer:
+          callbacks: Sequence[keras.callbacks.Callback] = ()) -> training_stats.TrainingTimer:
   """Runs every phase of `_phases(config)` on the model; returns the timer of all of them."""
   config = with_model_defaults(config)
-  timer = training.TrainingTimer(config.batch_size)
+  timer = training_stats.TrainingTimer(config.batch_size)
   epoch = 0
   for fine_tune, epochs, learning_rate in _phases(config):
     models.set_fine_tune_layers(model, fine_tune)
@@ -219,11 +219,11 @@ def _train_and_export(fn_args, config: TrainingConfig, hyperparameters: Dict[str
       keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, 'logs'))])
   logging.info('Training took %.0f s', time.time() - started)
 
-  stats = training.training_stats(timer, model, extra={
+  stats = training_stats.collect(timer, model, extra={
       'model': config.model, 'image_size': image_size_of(config),
       'train_examples': num_train, 'eval_examples': num_eval,
       'hyperparameters': hyperparameters, 'training_config': dataclasses.asdict(config)})
-  print(training.format_stats_summary(stats), flush=True)
+  print(training_stats.format_summary(stats), flush=True)
   provenance = {
       constants.TRAINING_STATS_FILE: stats,
       constants.CLASSES_FILE: {'class_names': class_names, constants.STORED_IMAGE_SIZE: stored_size},

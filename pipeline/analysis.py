@@ -1,7 +1,7 @@
 """The Evaluator's results as plain tables: per-slice metrics, per-class accuracy, confusion matrix.
 
 Pure functions over what `tfma.load_eval_result(uri)` returns (`slicing_metrics` and `plots`: lists
-of `(slice_key, {output_name: {sub_key: {name: value}}})`), so `pipeline.inspect`, the notebooks
+of `(slice_key, {output_name: {sub_key: {name: value}}})`), so `pipeline.runs`, the notebooks
 and the tests share one reading of TFMA's nested dicts; `load_eval_result` is the only I/O here.
 """
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple

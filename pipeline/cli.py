@@ -151,6 +151,14 @@ def add_runner_flags(parser: argparse.ArgumentParser) -> None:
                  help="the run's variant within --study, e.g. augment=strong")
 
 
+def add_console_flags(parser: argparse.ArgumentParser) -> None:
+  """Flags of a local run's console (pipeline.console)."""
+  parser.add_argument('--verbose', action='store_true',
+                      help='show everything on the console (TensorFlow, TFX and Beam logs, '
+                      'warnings), not only the run\'s progress; it is in the run\'s log file '
+                      'under <output-dir>/logs either way')
+
+
 def build_parser(description: str) -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(description=description)
   add_data_flags(parser)

@@ -3,6 +3,7 @@
 Runs in the runner before the pipeline is built, so that every bad input is reported as one line
 before any component starts, and so that no Beam executor touches the network.
 """
+import collections
 import dataclasses
 import os
 import shutil
@@ -142,10 +143,12 @@ def resolve_data(config: DataConfig) -> Tuple[DataConfig, Dict[str, int]]:
   if source == constants.SOURCE_IMAGE_FOLDER:
     scan = sources.scan_image_folder(path)
     if scan.skipped:
-      print(f'Warning: skipped {scan.skipped} non-image file(s) under {path}', flush=True)
+      print(f'Warning: skipped {scan.skipped} file(s) under {path} that are hidden or not '
+            f'{"/".join(constants.IMAGE_EXTENSIONS)} images', flush=True)
     height, width = scan.image_size
     if height != width:
-      raise UserError(f'{path}: images are {width}x{height}; the pipeline needs square images')
+      raise UserError(f'{path}: images are {width}x{height}; the pipeline needs square images '
+                      '(crop or pad them to one square size first)')
     stored_size = height
     ids = select_ids(config, scan.class_names, len(scan.class_names))
     names = tuple(scan.class_names[i] for i in ids)
@@ -156,7 +159,15 @@ def resolve_data(config: DataConfig) -> Tuple[DataConfig, Dict[str, int]]:
                      for n in names]
       train_counts = [t - s for t, s in zip(train_counts, test_counts)]
     else:
-      test_counts = [len(scan.test_files.get(n, [])) for n in names]
+      missing = [n for n in names if n not in scan.test_files]
+      if missing:
+        raise UserError(f'{os.path.join(path, constants.TEST_SPLIT)}: no test images for '
+                        f'classes {missing}; add test/<class>/ folders for them, or remove test/ '
+                        'to hold out the last --test-fraction of each class')
+      test_counts = [len(scan.test_files[n]) for n in names]
+    note = conversion_note(scan, names)
+    if note:
+      print(note, flush=True)
   else:
     stored_size = sources.CIFAR_IMAGE_SHAPE[0]
     if source == constants.SOURCE_CIFAR_ARCHIVE:
@@ -186,6 +197,28 @@ def resolve_data(config: DataConfig) -> Tuple[DataConfig, Dict[str, int]]:
       fine_label_ids=tuple(int(i) for i in ids), coarse_names=coarse,
       stored_image_size=stored_size)
   return resolved, sizes
+
+
+# How the note describes each `sources.read_image` conversion (the alpha background is
+# `sources.ALPHA_BACKGROUND`).
+_CONVERSION_WORDS = {
+    'alpha': 'with transparency (composited onto white)',
+    '16-bit': '16-bit RGB (high byte kept)',
+    '16-bit grey': '16-bit grey (scaled to 8 bits)',
+}
+
+
+def conversion_note(scan: sources.FolderScan, names: Tuple[str, ...]) -> Optional[str]:
+  """One console line counting the team's images that are converted to 8-bit RGB on the way in
+  (`sources.read_image`), by kind; None when there are none."""
+  files = [f for split in (scan.train_files, scan.test_files or {}) for n in names
+           for f in split.get(n, [])]
+  counts = collections.Counter(scan.converted[f] for f in files if f in scan.converted)
+  if not counts:
+    return None
+  kinds = ', '.join(f'{count:,} {_CONVERSION_WORDS.get(kind, kind)}'
+                    for kind, count in sorted(counts.items()))
+  return f'Note: converting {sum(counts.values()):,} of {len(files):,} images to 8-bit RGB: {kinds}'
 
 
 def _coarse_name(split: sources.CifarSplit, meta: sources.CifarMeta, fine_id: int) -> str:

@@ -1,8 +1,10 @@
 """`create_pipeline(config)`: the one definition of the pipeline graph, for every runner."""
 import dataclasses
+import functools
+import hashlib
 import json
 import os
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 from tfx import v1 as tfx
 
@@ -18,8 +20,42 @@ from pipeline import evaluation
 from base import constants
 from base.constants import EVAL_SPLIT, TEST_SPLIT, TRAIN_SPLIT
 
-MODULES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'modules')
-SETUP_FILE = os.path.join(os.path.dirname(MODULES_DIR), 'setup.py')
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SETUP_FILE = os.path.join(PROJECT_DIR, 'setup.py')
+
+# The user functions, by import path: the project is installed wherever components run (this
+# machine, the pipeline image), so TFX neither packages a wheel nor uploads one when compiling.
+PREPROCESSING_FN = 'modules.transform.preprocessing_fn'
+RUN_FN = 'modules.trainer.run_fn'
+TUNER_FN = 'modules.tuner.tuner_fn'
+# The packages whose code those functions run (their fingerprint: constants.CODE_FINGERPRINT).
+CODE_PACKAGES = ('base', 'datasources', 'modules')
+
+
+def source_fingerprint(root: str, packages: Sequence[str]) -> str:
+  """SHA-256 of the Python sources under `root`/`packages` (their relative paths and bytes)."""
+  digest = hashlib.sha256()
+  for package in sorted(packages):
+    for folder, dirs, files in os.walk(os.path.join(root, package)):
+      dirs[:] = sorted(d for d in dirs if d != '__pycache__')
+      for name in sorted(f for f in files if f.endswith('.py')):
+        path = os.path.join(folder, name)
+        digest.update(os.path.relpath(path, root).replace(os.sep, '/').encode() + b'\0')
+        with open(path, 'rb') as f:
+          digest.update(f.read() + b'\0')
+  return digest.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=None)
+def code_fingerprint() -> str:
+  """The fingerprint of the code that Transform, Tuner and Trainer run, for their custom_config.
+
+  With `module_file`, TFX fingerprints the module's code into the component's cache key; with
+  function paths (`RUN_FN`, ...) it sees only the path, so a changed preprocessing or training
+  code would silently reuse the stale cached artifacts. This value in their custom_config makes a
+  code change re-run them. Computed once per process (the sources do not change during a run).
+  """
+  return source_fingerprint(PROJECT_DIR, CODE_PACKAGES)
 
 
 def beam_pipeline_args(config: PipelineConfig) -> List[str]:
@@ -93,10 +129,11 @@ def create_pipeline(config: PipelineConfig,
   transform = tfx.components.Transform(
       examples=example_gen.outputs['examples'],
       schema=schema,
-      module_file=os.path.join(MODULES_DIR, 'transform.py'),
+      preprocessing_fn=PREPROCESSING_FN,
       custom_config={
           transform_module.PREPROCESSING: models.get_spec(config.training.model).preprocessing,
           constants.STORED_IMAGE_SIZE: data.stored_image_size,
+          constants.CODE_FINGERPRINT: code_fingerprint(),
       },
       # The Evaluator reads the raw test split through the model's own transform signature.
       splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN_SPLIT],
@@ -106,11 +143,14 @@ def create_pipeline(config: PipelineConfig,
   # Hyperparameters: searched by the Tuner, imported from an earlier search, or the config's.
   tuning = config.tuning
   tuning_components, hyperparameters, source = [], None, 'config'
-  trainer_config = trainer_module.trainer_custom_config(
-      config.training, data.class_names, data.stored_image_size)
+  trainer_config = {
+      **trainer_module.trainer_custom_config(config.training, data.class_names,
+                                             data.stored_image_size),
+      constants.CODE_FINGERPRINT: code_fingerprint(),
+  }
   if tuning.tuner:
     tuner = Tuner(
-        module_file=os.path.join(MODULES_DIR, 'tuner.py'),
+        tuner_fn=TUNER_FN,
         examples=transform.outputs['transformed_examples'],
         transform_graph=transform.outputs['transform_graph'],
         schema=schema,
@@ -128,7 +168,7 @@ def create_pipeline(config: PipelineConfig,
         [importer], importer.outputs['result'], f'imported: {tuning.hyperparameters}')
 
   trainer = tfx.components.Trainer(
-      module_file=os.path.join(MODULES_DIR, 'trainer.py'),
+      run_fn=RUN_FN,
       examples=transform.outputs['transformed_examples'],
       transform_graph=transform.outputs['transform_graph'],
       schema=schema,

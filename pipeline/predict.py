@@ -12,12 +12,13 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
 
-from datasources import encoding
+from datasources import encoding, sources
 from base import constants
 from pipeline.cli import run_main
 from base.configs import RunnerConfig
@@ -39,15 +40,13 @@ def stored_image_size(model_dir: str) -> int:
 
 
 def load_as_png(path: str, size: int) -> bytes:
-  """An image file as the PNG bytes of a size x size RGB image (ValueError if unreadable)."""
-  try:
-    with Image.open(path) as img:
-      img = img.convert('RGB')
-      if img.size != (size, size):
-        img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
-      pixels = np.asarray(img, dtype=np.uint8)
-  except (OSError, ValueError) as e:
-    raise ValueError(f'not a readable image ({e})') from e
+  """An image file as the PNG bytes of a size x size RGB image, read and converted to RGB exactly
+  as ExampleGen reads training images (`sources.read_image`: decompression bombs, truncated
+  files and unsupported modes are refused with a UserError)."""
+  pixels, _ = sources.read_image(path)
+  if pixels.shape[:2] != (size, size):
+    pixels = np.asarray(Image.fromarray(pixels).resize(
+        (size, size), Image.Resampling.BILINEAR, reducing_gap=None), dtype=np.uint8)
   return encoding.encode_pngs(pixels[None])[0]
 
 
@@ -81,13 +80,16 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
   size = stored_image_size(model_dir)
 
   examples, names, failed = [], [], 0
-  for path in args.images:
-    try:
-      examples.append(image_example(load_as_png(path, size)))
-      names.append(path)
-    except ValueError as e:
-      print(f'error: {path}: {e}', file=sys.stderr)
-      failed += 1
+  with warnings.catch_warnings():
+    # Pillow only warns about images between its pixel limit and twice it: refuse them too.
+    warnings.simplefilter('error', Image.DecompressionBombWarning)
+    for path in args.images:
+      try:
+        examples.append(image_example(load_as_png(path, size)))
+        names.append(path)
+      except UserError as e:
+        print(f'error: {e}', file=sys.stderr)
+        failed += 1
   if examples:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     serve = tf.saved_model.load(model_dir).signatures[constants.SERVING_SIGNATURE]

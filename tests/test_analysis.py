@@ -1,8 +1,12 @@
-"""`pipeline.analysis` on hand-made TFMA results, and `pipeline.inspect` on a small ML Metadata
-store written here (no pipeline run): run states, cached runs, absent outputs, formatting,
-errors."""
+"""`pipeline.analysis` on hand-made TFMA results, and the run records of `pipeline.runs` (with
+their rendering by `pipeline.inspect`) on a small ML Metadata store written here (no pipeline run):
+run states, cached runs, absent outputs, study tags, test accuracy from evaluation files written in
+TFMA's format, formatting, errors."""
 import json
 import os
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,6 +17,7 @@ from ml_metadata.proto import metadata_store_pb2
 from pipeline import analysis, cli
 from base import constants
 from pipeline import inspect as pinspect
+from pipeline import runs
 from base.configs import RunnerConfig
 from base.errors import UserError
 from pipeline.evaluation import ACCURACY, TOP_K_ACCURACY, macro_precision_recall
@@ -164,12 +169,12 @@ def test_run_state():
   complete = [_execution('Cifar100ExampleGen', 'COMPLETE'), _execution('Trainer', 'COMPLETE')]
   cached = [_execution('Cifar100ExampleGen', 'CACHED'),
             _execution('latest_blessed_model_resolver', 'COMPLETE', 'Resolver')]
-  assert pinspect.run_state(complete) == 'COMPLETE'
-  assert pinspect.run_state(cached) == 'CACHED'  # the resolver always completes
-  assert pinspect.run_state(cached + [_execution('Evaluator', 'FAILED')]) == 'FAILED'
-  assert pinspect.run_state(complete + [_execution('Evaluator', 'RUNNING')]) == 'RUNNING'
-  assert pinspect.run_state(cached + [_execution('Trainer', 'COMPLETE')]) == 'COMPLETE'
-  assert pinspect.run_state([]) == 'EMPTY'
+  assert runs.run_state(complete) == 'COMPLETE'
+  assert runs.run_state(cached) == 'CACHED'  # the resolver always completes
+  assert runs.run_state(cached + [_execution('Evaluator', 'FAILED')]) == 'FAILED'
+  assert runs.run_state(complete + [_execution('Evaluator', 'RUNNING')]) == 'RUNNING'
+  assert runs.run_state(cached + [_execution('Trainer', 'COMPLETE')]) == 'COMPLETE'
+  assert runs.run_state([]) == 'EMPTY'
 
 
 def test_durations_and_tables():
@@ -179,28 +184,43 @@ def test_durations_and_tables():
       '  A    LONG', '  xyz  -', '  1    2']
 
 
-def _run(run_id, state, failed=(), model='resnet', epochs=12):
+def _run(run_id, state, failed=(), model='resnet', epochs=12, study='', variant='',
+         test_accuracy=None, failure_reason=None):
   return {'run_id': run_id, 'pipeline': 'cifar100', 'started': '2026-01-02T03:04:05+01:00',
-          'duration_sec': 75.0, 'state': state, 'failed': list(failed), 'num_executions': 11,
+          'duration_sec': 75.0, 'state': state, 'failed': list(failed),
+          'failure_reason': failure_reason, 'study': study, 'variant': variant, 'seed': 4,
+          'test_accuracy': test_accuracy, 'test_top_k_accuracy': None, 'top_k': 5,
+          'model_uri': '/out/model/9', 'num_executions': 11,
           'executions_by_state': {'CACHED': 8, 'COMPLETE': 3},
           'config': {'model': model, 'epochs': epochs, 'num_classes': 20,
                      'source': 'cifar100_archive', 'source_path': '/data/c.tar.gz'}}
 
 
+def _cells(line):
+  """A table row's cells: columns are two or more spaces apart, cells have single spaces."""
+  return re.split(r' {2,}', line.strip())
+
+
 def test_format_runs():
-  text = pinspect.format_runs([_run('run-1', 'FAILED', ['Evaluator']), _run('run-2', 'COMPLETE')],
-                              '/out/metadata.sqlite')
+  text = pinspect.format_runs([
+      _run('run-1', 'FAILED', ['Evaluator'], failure_reason='ValueError: no test examples'),
+      _run('run-2', 'COMPLETE', study='augmentation', variant='augment=strong',
+           test_accuracy=0.61234)], '/out/metadata.sqlite')
   lines = text.splitlines()
   assert lines[0].startswith('2 pipeline runs in /out/metadata.sqlite (oldest first')
-  assert lines[1].split() == ['RUN', 'ID', 'PIPELINE', 'STARTED', 'TOOK', 'STATE', 'EXECUTIONS',
-                              'CONFIG']
+  assert lines[1].split() == ['RUN', 'ID', 'PIPELINE', 'STARTED', 'TOOK', 'STATE', 'TEST', 'ACC',
+                              'STUDY', 'VARIANT', 'EXECUTIONS', 'CONFIG']
   assert 'run-1' in lines[2] and 'FAILED at Evaluator' in lines[2]
+  assert _cells(lines[2])[4:8] == ['FAILED at Evaluator', '-', '-', '-']  # a plain run
   assert 'run-2' in lines[3] and '2026-01-02 03:04:05' in lines[3] and '1 min 15 s' in lines[3]
+  assert _cells(lines[3])[4:8] == ['COMPLETE', '0.6123', 'augmentation', 'augment=strong']
   assert '11 (8 cached)' in lines[3] and 'resnet, 12 epochs, 20 classes, cifar100_archive' in text
+  assert '  run-1 failed at Evaluator: ValueError: no test examples' in lines
   assert '--run latest' in text
   assert pinspect.format_runs([], '/out') == 'No pipeline runs in /out.'
-  [row] = pinspect.run_rows([_run('run-1', 'FAILED', ['Evaluator'])])
+  [row] = runs.run_rows([_run('run-1', 'FAILED', ['Evaluator'], study='s', variant='v')])
   assert (row['failed'], row['cached'], row['model']) == ('Evaluator', 8, 'resnet')
+  assert (row['study'], row['variant'], row['seed'], row['test_accuracy']) == ('s', 'v', 4, None)
 
 
 def test_format_run_with_every_section():
@@ -225,6 +245,7 @@ def test_format_run_with_every_section():
   }
   text = pinspect.format_run(details)
   assert 'Run run-2 of pipeline cifar100: COMPLETE' in text
+  assert '  seed 4; test accuracy -, top-5 accuracy -' in text
   assert '123.5 ms/step, 1,037 examples/s' in text and '1,234,567' in text
   assert 'best val accuracy 0.5000 at epoch 11' in text and '1 h 00 min' in text
   assert 'accuracy 0.7000, top-3 accuracy 0.9000' in text
@@ -310,6 +331,12 @@ RESOLVER_TYPE = 'tfx.dsl.components.common.resolver.Resolver'
 State = metadata_store_pb2.Execution.State
 COMPLETE, CACHED, FAILED = State.COMPLETE, State.CACHED, State.FAILED
 STATS = {'model': 'simple_cnn', 'epochs': 2, 'ms_per_step': 12.5, 'examples_per_sec': 2560.0}
+# What pipeline.pipeline puts into the Trainer's custom_config for a run of a study.
+STUDY_TAG = {constants.STUDY: {'study': 'augmentation', 'variant': 'augment=strong'}}
+# What TFX records for an executor that reported a failure (an ExecutionResult as JSON).
+EVALUATOR_FAILURE = {runs.EXECUTION_RESULT_PROPERTY: {
+    'code': 2, 'resultMessage': 'Traceback (most recent call last):\n  File "executor.py", line 9'
+                                '\nValueError: no test examples\n'}}
 
 
 @pytest.fixture
@@ -324,8 +351,9 @@ def recorded(tmp_path):
   example_gen_properties = {
       'class_names': list(CLASSES), 'source_ids': [0, 6, 3], 'coarse_names': list(SUPERCLASSES),
       'source': constants.SOURCE_CIFAR_ARCHIVE, 'source_path': '/data/cifar-100-python.tar.gz'}
-  trainer_properties = {'custom_config': {'training': {'model': 'simple_cnn', 'epochs': 2},
-                                          'class_names': list(CLASSES)}}
+  trainer_properties = {'custom_config': {'training': {'model': 'simple_cnn', 'epochs': 2,
+                                                       'seed': 7},
+                                          'class_names': list(CLASSES), **STUDY_TAG}}
 
   first = recorder.run('2026-01-01T10:00:00.000001')
   examples = recorder.execute(first, 'Cifar100ExampleGen', EXAMPLE_GEN_TYPE, COMPLETE,
@@ -334,7 +362,7 @@ def recorded(tmp_path):
   model = recorder.execute(first, 'Trainer', TRAINER_TYPE, COMPLETE, trainer_properties,
                            inputs={'examples': [examples]},
                            outputs={'model': ('Model', str(model_dir))})['model']
-  recorder.execute(first, 'Evaluator', EVALUATOR_TYPE, FAILED,
+  recorder.execute(first, 'Evaluator', EVALUATOR_TYPE, FAILED, EVALUATOR_FAILURE,
                    inputs={'examples': [examples], 'model': [model]})
 
   second = recorder.run('2026-01-01T11:00:00.000002')
@@ -348,10 +376,10 @@ def recorded(tmp_path):
 
 def test_list_runs_from_metadata(recorded):
   output_dir, _ = recorded
-  runs = pinspect.list_runs(pinspect.open_store(output_dir))
-  assert [r['run_id'] for r in runs] == [
+  listed = runs.list_runs(runs.open_store(output_dir))
+  assert [r['run_id'] for r in listed] == [
       '2026-01-01T10:00:00.000001', '2026-01-01T11:00:00.000002']
-  first, second = runs
+  first, second = listed
   assert (first['state'], first['failed'], first['num_executions']) == ('FAILED', ['Evaluator'], 3)
   assert second['state'] == 'CACHED'
   assert second['executions_by_state'] == {'CACHED': 2, 'COMPLETE': 1}
@@ -363,10 +391,114 @@ def test_list_runs_from_metadata(recorded):
       'Cifar100ExampleGen', 'latest_blessed_model_resolver', 'Trainer']
 
 
+def test_list_runs_reads_study_seed_model_and_failure(recorded, tmp_path):
+  output_dir, _ = recorded
+  first, second = runs.list_runs(runs.open_store(output_dir))
+  assert (first['failed'], first['failure_reason']) == (['Evaluator'], 'ValueError: no test examples')
+  model_dir = str(tmp_path / 'pipeline_root' / 'Trainer' / 'model' / '2')
+  for run in (first, second):  # the second run's cached Trainer points at the first's model
+    assert (run['study'], run['variant'], run['seed']) == ('augmentation', 'augment=strong', 7)
+    assert run['model_uri'] == model_dir
+    assert run['training_stats_path'] == os.path.join(model_dir, constants.TRAINING_STATS_FILE)
+    assert run['test_accuracy'] is None and run['test_top_k_accuracy'] is None
+  assert second['failure_reason'] is None
+  assert first['training'] == {'model': 'simple_cnn', 'epochs': 2, 'seed': 7}
+  details = runs.run_details(runs.open_store(output_dir), '2026-01-01T10', sections=())
+  assert {k: v for k, v in details['run'].items()} == first
+  text = pinspect.format_run(details)
+  assert 'FAILED at Evaluator: ValueError: no test examples' in text
+  assert 'study augmentation, variant augment=strong; seed 7; test accuracy -' in text
+
+
+def _write_evaluation(uri, values):
+  """A ModelEvaluation as TFMA 0.47 writes it, with a baseline: eval_config.json (the EvalRun) and
+  metrics-00000-of-00001.tfrecord, MetricsForSlice records of a class slice and then the overall
+  slice. values: {(model name, metric name, is_diff): value}, the same in both slices except
+  that the class slice's are halved."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tensorflow_model_analysis.proto import config_pb2, metrics_for_slice_pb2  # pylint: disable=g-import-not-at-top
+  from tensorflow_model_analysis.writers import eval_config_writer  # pylint: disable=g-import-not-at-top
+  os.makedirs(uri)
+  eval_config = config_pb2.EvalConfig(model_specs=[
+      config_pb2.ModelSpec(name='candidate'), config_pb2.ModelSpec(name='baseline',
+                                                                   is_baseline=True)])
+  with open(os.path.join(uri, 'eval_config.json'), 'w') as f:
+    f.write(eval_config_writer._serialize_eval_run(  # pylint: disable=protected-access
+        eval_config, '/data/test', 'tfrecords', {'candidate': '/m/2', 'baseline': '/m/1'}))
+
+  def record(slice_columns, scale):
+    metrics = metrics_for_slice_pb2.MetricsForSlice()
+    for column, value in slice_columns:
+      metrics.slice_key.single_slice_keys.add(column=column, bytes_value=value)
+    for (model, name, is_diff), value in values.items():
+      entry = metrics.metric_keys_and_values.add()
+      entry.key.name, entry.key.model_name, entry.key.is_diff = name, model, is_diff
+      entry.value.double_value.value = value * scale
+    return metrics.SerializeToString()
+
+  with tf.io.TFRecordWriter(os.path.join(uri, 'metrics-00000-of-00001.tfrecord')) as writer:
+    writer.write(record([(constants.LABEL_NAME_KEY, b'bee')], 0.5))
+    writer.write(record([], 1.0))
+
+
+def test_test_accuracy_from_the_evaluation_files(recorded, tmp_path, capsys):
+  output_dir, ids = recorded
+  evaluation_uri = str(tmp_path / 'pipeline_root' / 'Evaluator' / 'evaluation' / '6')
+  _write_evaluation(evaluation_uri, {
+      ('candidate', ACCURACY, False): 0.625, ('candidate', TOP_K_ACCURACY, False): 0.875,
+      ('candidate', ACCURACY, True): 0.125, ('baseline', ACCURACY, False): 0.5,
+      ('baseline', TOP_K_ACCURACY, False): 0.75, ('candidate', analysis.EXAMPLE_COUNT, False): 16})
+  # TFMA itself reads the same overall numbers back from these files.
+  overall = dict(analysis.load_eval_result(evaluation_uri).slicing_metrics)[()]['']['']
+  assert (overall[ACCURACY]['doubleValue'], overall[TOP_K_ACCURACY]['doubleValue']) == (
+      0.625, 0.875)
+  recorder = _Store(RunnerConfig(output_dir=output_dir).metadata_path)
+  run = recorder.run('2026-01-01T12:00:00.000003')
+  plain = {'custom_config': {'training': {'model': 'simple_cnn', 'epochs': 2, 'seed': 3}}}
+  model = recorder.execute(run, 'Trainer', TRAINER_TYPE, COMPLETE, plain,
+                           inputs={'examples': [ids['examples']]},
+                           outputs={'model': ('Model', str(tmp_path / 'model3'))})['model']
+  recorder.execute(run, 'Evaluator', EVALUATOR_TYPE, COMPLETE,
+                   inputs={'model': [model], 'baseline_model': [ids['model']]},
+                   outputs={'evaluation': ('ModelEvaluation', evaluation_uri)})
+
+  third = runs.list_runs(runs.open_store(output_dir))[-1]
+  assert (third['state'], third['study'], third['variant'], third['seed']) == (
+      'COMPLETE', '', '', 3)
+  assert (third['test_accuracy'], third['test_top_k_accuracy']) == (0.625, 0.875)
+  assert third['evaluation_uri'] == evaluation_uri and third['model_uri'] == str(tmp_path / 'model3')
+  assert runs.overall_metrics(evaluation_uri) == {
+      ACCURACY: 0.625, TOP_K_ACCURACY: 0.875, analysis.EXAMPLE_COUNT: 16}
+
+  code, out, _ = _main(capsys, '--output-dir', output_dir)
+  row = next(line for line in out.splitlines() if '2026-01-01T12:00:00.000003' in line)
+  assert code == 0 and _cells(row)[4:8] == ['COMPLETE', '0.6250', '-', '-']
+  row = next(line for line in out.splitlines() if '2026-01-01T10:00:00.000001' in line)
+  assert _cells(row)[4:8] == ['FAILED at Evaluator', '-', 'augmentation', 'augment=strong']
+
+  # The overview reads these numbers without loading TensorFlow or TFMA.
+  probe = ('import sys; from pipeline import runs; '
+           f'r = runs.list_runs(runs.open_store({output_dir!r}))[-1]; '
+           "print(r['test_accuracy'], sorted(m for m in ('tensorflow', 'tensorflow_model_analysis',"
+           " 'apache_beam') if m in sys.modules))")
+  result = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          check=True)
+  assert result.stdout.split('\n')[0] == '0.625 []'
+
+
+def test_an_unreadable_metrics_file_leaves_the_accuracy_out(tmp_path):
+  (tmp_path / 'metrics-00000-of-00001.tfrecord').write_bytes(b'\x40' + b'\x00' * 11 + b'short')
+  with pytest.raises(ValueError, match='cut-off TFRecord'):
+    runs.overall_metrics(str(tmp_path))
+  with pytest.raises(OSError):
+    runs.overall_metrics(str(tmp_path / 'deleted'))
+
+
 def test_details_of_a_cached_run_without_evaluation(recorded):
   output_dir, ids = recorded
-  store = pinspect.open_store(output_dir)
-  details = pinspect.run_details(store, '2026-01-01T11')  # a unique prefix
+  store = runs.open_store(output_dir)
+  details = runs.run_details(store, '2026-01-01T11')  # a unique prefix
   assert details['run']['run_id'] == '2026-01-01T11:00:00.000002'
   assert [(c['name'], c['id'], c['superclass']) for c in details['classes']] == list(
       zip(CLASSES, [0, 6, 3], SUPERCLASSES))
@@ -388,14 +520,14 @@ def test_details_of_a_cached_run_without_evaluation(recorded):
 
 def test_details_of_a_run_that_failed_at_the_evaluator(recorded, tmp_path):
   output_dir, _ = recorded
-  store = pinspect.open_store(output_dir)
-  details = pinspect.run_details(store, '2026-01-01T10:00:00.000001')
+  store = runs.open_store(output_dir)
+  details = runs.run_details(store, '2026-01-01T10:00:00.000001')
   assert details['run']['state'] == 'FAILED'
   assert details['absent']['evaluation'] == 'Evaluator FAILED in this run'
   assert details['training']['stats'] == STATS
   # A model directory that disappeared: absent, with the reason, never a traceback.
   os.remove(tmp_path / 'pipeline_root/Trainer/model/2' / constants.TRAINING_STATS_FILE)
-  details = pinspect.run_details(store, 'latest', sections=('training',))
+  details = runs.run_details(store, 'latest', sections=('training',))
   assert details['training'] is None and 'No such file' in details['absent']['training']
   assert set(details) == {'run', 'training', 'absent', 'executions', 'artifacts'}
 
@@ -408,7 +540,7 @@ def test_an_unreadable_evaluation_is_absent(recorded, tmp_path):
                    inputs={'model': [ids['model']], 'examples': [ids['examples']]},
                    outputs={'evaluation': ('ModelEvaluation', str(tmp_path / 'deleted')),
                             'blessing': ('ModelBlessing', str(tmp_path / 'b'), {'blessed': 1})})
-  details = pinspect.run_details(pinspect.open_store(output_dir), pinspect.LATEST)
+  details = runs.run_details(runs.open_store(output_dir), runs.LATEST)
   assert details['evaluation'] is None
   assert 'deleted: unreadable evaluation' in details['absent']['evaluation']
   assert details['deployment']['blessed'] is True and details['deployment']['pushed'] is None
@@ -417,22 +549,27 @@ def test_an_unreadable_evaluation_is_absent(recorded, tmp_path):
 
 def test_lineage_walks_back_to_the_first_writer(recorded):
   output_dir, ids = recorded
-  store = pinspect.open_store(output_dir)
-  tree = pinspect.lineage(store, ids['model'])
-  rows = pinspect.lineage_rows(tree)
+  store = runs.open_store(output_dir)
+  tree = runs.lineage(store, ids['model'])
+  rows = runs.lineage_rows(tree)
   assert [(r['depth'], r['via'], r['type'], r['producer'], r['run']) for r in rows] == [
       (0, '', 'Model', 'Trainer', '2026-01-01T10:00:00.000001'),
       (1, 'examples', 'Examples', 'Cifar100ExampleGen', '2026-01-01T10:00:00.000001')]
-  assert pinspect.latest_artifact(store, pinspect.MODEL)['id'] == ids['model']
+  assert runs.latest_artifact(store, runs.MODEL)['id'] == ids['model']
+  assert runs.latest_artifact(store, runs.MODEL, 'Trainer')['id'] == ids['model']
+  assert runs.latest_artifact(store, 'Examples', 'Cifar100ExampleGen') == {
+      'id': ids['examples'], 'type': 'Examples', 'uri': '/out/examples/1'}
+  assert runs.latest_artifact(store, 'Examples', 'Trainer') is None  # an input, not an output
+  assert runs.latest_artifact(store, 'PushedModel') is None
   assert '<- Cifar100ExampleGen (execution 1, COMPLETE' in pinspect.format_lineage(tree)
 
 
 def test_unknown_and_ambiguous_runs(recorded):
-  store = pinspect.open_store(recorded[0])
+  store = runs.open_store(recorded[0])
   with pytest.raises(UserError, match="no run 'nope' in ML Metadata"):
-    pinspect.find_run(store, 'nope')
+    runs.find_run(store, 'nope')
   with pytest.raises(UserError, match='ambiguous: 2 runs'):
-    pinspect.find_run(store, '2026-01-01T1')
+    runs.find_run(store, '2026-01-01T1')
 
 
 def _main(capsys, *argv):

@@ -1,5 +1,6 @@
 """Bad input through the real command line: one line naming the problem, exit 2, no artifact."""
 import os
+import re
 import subprocess
 import sys
 
@@ -26,13 +27,16 @@ def assert_one_line_error(result, message, output_dir=None):
     assert not os.path.exists(os.path.join(output_dir, 'pipeline_root'))
 
 
-def test_help_lists_the_flags():
+def test_help_lists_every_flag():
+  """local_runner.py --help shows every flag of `cli.build_parser` (whose defaults
+  tests/test_readme.py checks against README.md)."""
+  from pipeline import cli  # pylint: disable=g-import-not-at-top
   result = run_cli('--help')
-  assert result.returncode == 0
-  for flag in ('--data', '--trust-data', '--team-seed', '--num-classes', '--class-table',
-               '--classes', '--eval-fraction', '--test-fraction', '--beam-workers',
-               '--output-dir'):
-    assert flag in result.stdout
+  assert result.returncode == 0, result.stderr
+  flags = {o for a in cli.build_parser('')._actions for o in a.option_strings}  # pylint: disable=protected-access
+  assert len(flags) > 40
+  shown = set(re.findall(r'(?<![\w-])(--[a-z][a-z-]*)', result.stdout))
+  assert sorted(flags - shown - {'-h'}) == []
 
 
 def test_invalid_flag():

@@ -3,10 +3,12 @@ import contextlib
 import functools
 import http.server
 import os
+import pickle
 import shutil
 import threading
 
 import pytest
+from PIL import Image
 
 from base import constants
 from pipeline import data
@@ -117,3 +119,64 @@ def test_resolve_errors(cifar_archive, kwargs, message):
   config = DataConfig(data=cifar_archive[0], trust_data=True)
   with pytest.raises(UserError, match=message):
     data.resolve_data(DataConfig(**{**config.__dict__, **kwargs}))
+
+
+# --- image folders and CIFAR pickles the preflight refuses or converts (issue 12) ---
+
+
+def test_a_class_without_test_images_is_an_error(tmp_path):
+  fixtures.write_image_folder(str(tmp_path), ['cat', 'dog', 'emu'], 4, 2)
+  shutil.rmtree(tmp_path / 'test' / 'dog')
+  with pytest.raises(UserError, match=r"test: no test images for classes \['dog'\]"):
+    data.resolve_data(DataConfig(data=str(tmp_path)))
+  # Choosing only classes that have test images is fine.
+  resolved, sizes = data.resolve_data(DataConfig(data=str(tmp_path), classes=('cat', 'emu')))
+  assert resolved.class_names == ('cat', 'emu') and sizes['test'] == 4
+
+
+def test_a_class_only_in_test_is_an_error(tmp_path):
+  fixtures.write_image_folder(str(tmp_path), ['cat', 'dog'], 4, 2)
+  fixtures.write_image_folder(str(tmp_path / 'extra'), ['yak'], 1, 1)
+  shutil.move(str(tmp_path / 'extra' / 'test' / 'yak'), str(tmp_path / 'test' / 'yak'))
+  with pytest.raises(UserError, match=r"classes \['yak'\] are not in train/"):
+    data.resolve_data(DataConfig(data=str(tmp_path)))
+
+
+def test_non_square_images_are_an_error(tmp_path):
+  for name in ('cat', 'dog'):
+    os.makedirs(tmp_path / 'train' / name)
+    for n in range(3):
+      Image.new('RGB', (40, 30)).save(tmp_path / 'train' / name / f'{n}.png')
+  with pytest.raises(UserError, match='images are 40x30; the pipeline needs square images'):
+    data.resolve_data(DataConfig(data=str(tmp_path)))
+
+
+def test_conversions_are_said_once_with_counts(tmp_path, capsys):
+  fixtures.write_image_folder(str(tmp_path), ['cat', 'dog', 'emu'], 5)
+  for n in range(2):
+    Image.new('L', (32, 32), 9).save(tmp_path / 'train' / 'cat' / f'grey{n}.png')
+  Image.new('RGBA', (32, 32)).save(tmp_path / 'train' / 'dog' / 'clear.png')
+  Image.new('L', (32, 32)).save(tmp_path / 'train' / 'emu' / 'grey.png')  # emu: not chosen
+  data.resolve_data(DataConfig(data=str(tmp_path), classes=('cat', 'dog')))
+  notes = [line for line in capsys.readouterr().out.splitlines() if 'RGB' in line]
+  assert notes == ['Note: converting 3 of 13 images to 8-bit RGB: 1 with transparency '
+                   '(composited onto white), 2 grey']
+
+
+def test_inconsistent_superclass_labels_are_an_error(tmp_path):
+  splits = fixtures.cifar100_splits(2, 1)
+  train = dict(splits['train'][0])
+  coarse = list(train[b'coarse_labels'])
+  first_apple = list(train[b'fine_labels']).index(0)
+  coarse[first_apple] = (coarse[first_apple] + 1) % 20  # one apple in another superclass
+  train[b'coarse_labels'] = coarse
+  folder = tmp_path / 'cifar-100-python'
+  folder.mkdir()
+  meta = {b'fine_label_names': [n.encode() for n in fixtures.FINE_NAMES],
+          b'coarse_label_names': [n.encode() for n in fixtures.COARSE_NAMES]}
+  for name, obj in (('meta', meta), ('train', train), ('test', splits['test'][0])):
+    (folder / name).write_bytes(pickle.dumps(obj, protocol=2))
+  with pytest.raises(UserError, match="class 'apple': inconsistent superclass labels"):
+    data.resolve_data(DataConfig(data=str(folder), classes=('apple', 'bee')))
+  resolved, _ = data.resolve_data(DataConfig(data=str(folder), classes=('bee', 'bus')))
+  assert resolved.class_names == ('bee', 'bus')

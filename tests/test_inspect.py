@@ -11,7 +11,8 @@ import pytest
 from pipeline import analysis
 from base import constants
 from pipeline import inspect as pinspect
-from pipeline.evaluation import ACCURACY, macro_precision_recall
+from pipeline import runs
+from pipeline.evaluation import ACCURACY, TOP_K_ACCURACY, macro_precision_recall
 from tests import e2e
 
 pytestmark = pytest.mark.e2e
@@ -37,8 +38,7 @@ def latest_json(pipeline_run):
 
 def test_lists_the_run_with_its_state_and_config(pipeline_run):
   config, _ = pipeline_run
-  runs = pinspect.list_runs(pinspect.open_store(config.runner.output_dir))
-  run = runs[-1]
+  run = runs.list_runs(runs.open_store(config.runner.output_dir))[-1]
   assert run['state'] == 'COMPLETE' and run['failed'] == []
   assert run['pipeline'] == config.runner.pipeline_name
   assert run['config'] == {
@@ -53,6 +53,24 @@ def test_lists_the_run_with_its_state_and_config(pipeline_run):
   assert text.returncode == 0, text.stderr
   assert run['run_id'] in text.stdout and 'COMPLETE' in text.stdout
   assert 'simple_cnn, 2 epochs, 20 classes' in text.stdout
+  assert 'TEST ACC' in text.stdout and f'{run["test_accuracy"]:.4f}' in text.stdout
+
+
+def test_overview_has_the_evaluations_accuracy_and_the_trainers_tag(pipeline_run, latest_json):
+  """list_runs reads the overall accuracy from the metrics files without TFMA: the same numbers
+  as TFMA's own reader gives run_details."""
+  config, _ = pipeline_run
+  run = runs.list_runs(runs.open_store(config.runner.output_dir))[-1]
+  overall = latest_json['evaluation']['overall']
+  assert run['test_accuracy'] == pytest.approx(overall[ACCURACY], abs=1e-9)
+  assert run['test_top_k_accuracy'] == pytest.approx(overall[TOP_K_ACCURACY], abs=1e-9)
+  assert run['top_k'] == latest_json['evaluation']['top_k']
+  assert run['evaluation_uri'] == latest_json['evaluation']['uri']
+  assert (run['study'], run['variant'], run['seed']) == ('', '', config.training.seed)
+  assert run['model_uri'] == latest_json['training']['model_uri']
+  with open(run['training_stats_path']) as f:
+    assert json.load(f) == latest_json['training']['stats']
+  assert latest_json['run']['test_accuracy'] == run['test_accuracy']
 
 
 def test_run_has_the_team_classes(pipeline_run, latest_json):
@@ -66,7 +84,7 @@ def test_run_has_the_team_classes(pipeline_run, latest_json):
 
 def test_training_figures_are_the_models_training_stats(pipeline_run, latest_json):
   config, _ = pipeline_run
-  model = e2e.latest_artifact(config, pinspect.MODEL, TRAINER)
+  model = e2e.latest_artifact(config, runs.MODEL, TRAINER)
   with open(os.path.join(model.uri, constants.TRAINING_STATS_FILE)) as f:
     assert latest_json['training']['stats'] == json.load(f)
   assert latest_json['training']['model_uri'] == model.uri
@@ -112,16 +130,22 @@ def test_executions_and_artifacts_of_the_run(pipeline_run, latest_json):
   artifacts = {a['id']: a for a in latest_json['artifacts']}
   trainer = by_component['Trainer']
   [model_id] = trainer['outputs']['model']
-  assert artifacts[model_id]['uri'] == e2e.latest_artifact(config, pinspect.MODEL, TRAINER).uri
+  assert artifacts[model_id]['uri'] == e2e.latest_artifact(config, runs.MODEL, TRAINER).uri
   assert artifacts[model_id]['producer'] == 'Trainer.model'
   assert by_component['Evaluator']['inputs']['model'] == [model_id]
+  # ExampleGen was cached: the session's data run (conftest's `data_run`) wrote the examples.
   examples = e2e.latest_artifact(config, 'Examples', e2e.EXAMPLE_GEN)
-  assert artifacts[examples.id]['written_by_run'] == latest_json['run']['run_id']
+  assert by_component[e2e.EXAMPLE_GEN]['state'] == 'CACHED'
+  written_by = artifacts[examples.id]['written_by_run']
+  assert written_by != latest_json['run']['run_id']
+  [writer] = [r for r in runs.list_runs(runs.open_store(config.runner.output_dir))
+              if r['run_id'] == written_by]
+  assert {e['component']: e['state'] for e in writer['executions']}[e2e.EXAMPLE_GEN] == 'COMPLETE'
 
 
 def test_text_of_one_run(pipeline_run):
   config, _ = pipeline_run
-  details = pinspect.run_details(pinspect.open_store(config.runner.output_dir), pinspect.LATEST)
+  details = runs.run_details(runs.open_store(config.runner.output_dir), runs.LATEST)
   text = pinspect.format_run(details)
   for name in config.data.class_names:
     assert f' {name} ' in text
@@ -131,9 +155,9 @@ def test_text_of_one_run(pipeline_run):
 
 def test_lineage_of_the_model_reaches_the_examples(pipeline_run):
   config, _ = pipeline_run
-  store = pinspect.open_store(config.runner.output_dir)
-  model = pinspect.latest_artifact(store, pinspect.MODEL)
-  rows = pinspect.lineage_rows(pinspect.lineage(store, model['id']))
+  store = runs.open_store(config.runner.output_dir)
+  model = runs.latest_artifact(store, runs.MODEL)
+  rows = runs.lineage_rows(runs.lineage(store, model['id']))
   producers = [(r['type'], r['producer']) for r in rows]
   for link in (('Model', 'Trainer'), ('Examples', 'Transform'), ('TransformGraph', 'Transform'),
                ('Examples', e2e.EXAMPLE_GEN)):

@@ -7,6 +7,7 @@ import os
 import keras
 import numpy as np
 import pytest
+from keras.src.utils import file_utils
 
 from modules import models
 from base import constants
@@ -241,3 +242,58 @@ def test_loads_imagenet_weights_file():
   random = models.build_model('mobilenet', 96, 3, alpha=0.25).get_layer(models.BACKBONE_NAME)
   assert not np.array_equal(random.get_layer('conv1').kernel.numpy(),
                             backbone.get_layer('conv1').kernel.numpy())
+
+
+@pytest.mark.parametrize('name, dropout, pooled_first', [('vgg16', 0.5, False),
+                                                         ('mobilenet', 0.2, True)])
+def test_transfer_head_default_dropout_and_order(name, dropout, pooled_first):
+  """The course notebook's vgg16 drops out on the feature map; the other heads after pooling."""
+  def dropout_layer(model):
+    (layer,) = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    return layer
+
+  layer = dropout_layer(models.build_model(name, 32, 3))
+  assert layer.rate == dropout
+  assert len(layer.input.shape) == (2 if pooled_first else 4)
+  assert dropout_layer(models.build_model(name, 32, 3, dropout=0.1)).rate == 0.1
+
+
+def _requests_to(monkeypatch, answer):
+  """Routes keras.applications' weight downloads to `answer(fname, origin)`; returns the log."""
+  requested = []
+
+  def get_file(fname=None, origin=None, **kwargs):
+    requested.append((fname, origin))
+    return answer(fname, origin)
+
+  # keras.applications call keras.src.utils.file_utils.get_file (keras.utils.get_file is the same
+  # function under another module's name, which they do not look up).
+  monkeypatch.setattr(file_utils, 'get_file', get_file)
+  return requested
+
+
+def test_imagenet_weights_without_internet(monkeypatch):
+  """What keras raises on a machine without internet, whatever this one has (and its cache)."""
+
+  def offline(fname, origin):
+    # keras' own message for a urllib.error.URLError (file_utils.get_file).
+    raise Exception(f'URL fetch failure on {origin}: None -- [Errno -3] Temporary failure in '
+                    'name resolution')
+
+  requested = _requests_to(monkeypatch, offline)
+  with pytest.raises(Exception, match='URL fetch failure') as error:
+    models.build_model('mobilenet', 96, 3, weights='imagenet', alpha=0.25)
+  assert 'does not fit' not in str(error.value)  # not mistaken for a bad weights file
+  assert [fname for fname, _ in requested] == [os.path.basename(MOBILENET_025_WEIGHTS)]
+
+
+@needs_weights_file
+def test_imagenet_weights_are_the_applications_own_file(monkeypatch):
+  requested = _requests_to(monkeypatch, lambda fname, origin: MOBILENET_025_WEIGHTS)
+  model = models.build_model('mobilenet', 96, 3, weights='imagenet', alpha=0.25)
+  ((fname, origin),) = requested
+  assert fname == os.path.basename(MOBILENET_025_WEIGHTS) and origin.endswith('/' + fname)
+  from_file = models.build_model('mobilenet', 96, 3, weights=MOBILENET_025_WEIGHTS, alpha=0.25)
+  for ours, theirs in zip(model.get_layer(models.BACKBONE_NAME).weights,
+                          from_file.get_layer(models.BACKBONE_NAME).weights):
+    np.testing.assert_array_equal(ours.numpy(), theirs.numpy())

@@ -62,10 +62,13 @@ def test_inspect_metadata_notebook(pipeline_run, kernel_manager, monkeypatch):
   config, _ = pipeline_run
   notebook, checks = execute(
       'inspect_metadata', config.runner.output_dir, kernel_manager, monkeypatch,
-      "{'runs': runs.to_dict('records'), 'lineage': lineage[['type', 'producer']].values.tolist(),"
+      "{'runs': run_table.to_dict('records'), 'lineage': lineage[['type', 'producer']].values.tolist(),"
       " 'artifacts': len(artifacts), 'executions': len(executions)}")
   assert checks['runs'] and checks['runs'][-1]['state'] == 'COMPLETE'
   assert checks['runs'][-1]['num_classes'] == len(config.data.class_names)
+  latest = checks['runs'][-1]
+  assert (latest['study'], latest['variant'], latest['seed']) == ('', '', config.training.seed)
+  assert 0 <= latest['test_accuracy'] <= latest['test_top_k_accuracy'] <= 1
   for link in (['Model', 'Trainer'], ['TransformGraph', 'Transform'],
                ['Examples', 'Cifar100ExampleGen']):
     assert link in checks['lineage']

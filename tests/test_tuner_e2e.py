@@ -43,6 +43,13 @@ def test_trials_table_has_every_trial(tuned):
   for trial in trials:
     assert trial['val_accuracy'] is not None and trial['seconds'] > 0
     assert {'learning_rate', 'optimizer', 'batch_size', 'weight_decay', 'augment'} <= set(trial)
+  # The best hyperparameters are those of a trial with the highest validation accuracy.
+  best = e2e.latest_artifact(tuned, 'HyperParameters')
+  with open(os.path.join(best.uri, 'best_hyperparameters.txt')) as f:
+    values = json.load(f)['values']
+  top = max(t['val_accuracy'] for t in trials)
+  names = ('learning_rate', 'optimizer', 'batch_size', 'weight_decay', 'augment')
+  assert any(all(t[n] == values[n] for n in names) for t in trials if t['val_accuracy'] == top)
 
 
 def test_trainer_used_the_best_hyperparameters(tuned):

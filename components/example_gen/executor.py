@@ -157,13 +157,13 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     else:
       raise UserError(f'unknown source {props[SOURCE]!r}')
     elements = []
-    for split, shards in plan.items():
+    for split, split_shards in plan.items():
       logging.info('ExampleGen: split %s has %d images in %d files', split,
-                   sum(len(ids) for _, ids in shards), len(shards))
+                   sum(len(ids) for _, ids in split_shards), len(split_shards))
       split_dir = artifact_utils.get_split_uri([examples], split)
       elements += [(os.path.join(split_dir, f'{write_split.DEFAULT_TF_RECORD_FILE_NAME}-'
-                                 f'{n:05d}-of-{len(shards):05d}.gz'), images, ids)
-                   for n, (images, ids) in enumerate(shards)]
+                                 f'{n:05d}-of-{len(split_shards):05d}.gz'), images, ids)
+                   for n, (images, ids) in enumerate(split_shards)]
     with self._make_beam_pipeline() as pipeline:
       _ = (pipeline
            | 'Plan' >> beam.Create(elements)  # reshuffled: spreads the shards over the workers

@@ -62,6 +62,10 @@ remove_dir() {  # rm -rf that refuses to cross into anything still mounted insid
 }
 
 build_root() {
+  if ! command -v debootstrap >/dev/null && command -v apt-get >/dev/null; then
+    log "installing debootstrap (Debian's package archive)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap; } >/dev/null 2>&1 || true
+  fi
   command -v debootstrap >/dev/null || die "debootstrap is not installed (apt-get install -y debootstrap)"
   local partial="$ROOT.partial" start=$SECONDS
   remove_dir "$partial"

@@ -44,10 +44,18 @@ class TrainingConfig:
   weights: str = 'imagenet'  # transfer models: imagenet | none | PATH of a no-top .h5 file
   alpha: float = 1.0  # MobileNet width multiplier
   dropout: Optional[float] = None  # None: the builder's default
-  fine_tune_layers: str = '0'  # transfer models: 0 frozen backbone, K top layers, or 'all'
+  # transfer models: 0 frozen backbone, K top layers, or 'all'; None: the model's (all for
+  # mobilenet, 0 for the other backbones: modules/models.py)
+  fine_tune_layers: Optional[str] = None
   head_epochs: int = 2  # transfer models with fine_tune_layers != 0: head-only epochs first
   fine_tune_learning_rate: float = 1e-4  # learning rate once backbone layers train
-  epochs: int = 45  # (after the head epochs, for transfer models that fine-tune)
+  # Epochs after the head epochs (for transfer models that fine-tune): exactly these with no
+  # time budget, the most a time budget may choose with one.
+  epochs: int = 45
+  # Minutes that training (head epochs, fine-tuning and validation included) may take on this
+  # machine: the epochs are chosen from the step time measured in the first epoch. None: exactly
+  # `epochs`. 15 minutes keep a first run on a 2-core AVX2 CPU under 30 minutes (docs/results.md).
+  time_budget: Optional[float] = 15.0
   batch_size: int = 128  # examples per step
   # adam | adamw | sgd (nesterov momentum) | rmsprop; None: the model's (sgd for resnet, else adam)
   optimizer: Optional[str] = None
@@ -98,6 +106,12 @@ class RunnerConfig:
   @property
   def metadata_path(self) -> str:
     return os.path.join(self.output_dir, 'metadata.sqlite')
+
+  @property
+  def study_ledger_path(self) -> str:
+    """pipeline.study's record of each run it starts (pipeline.runs reads it): a run that fails
+    before its Trainer, which records the study tag, stays attributable to its variant."""
+    return os.path.join(self.output_dir, 'study_runs.jsonl')
 
   @property
   def serving_model_dir(self) -> str:

@@ -29,6 +29,10 @@ SPLITS = (TRAIN_SPLIT, EVAL_SPLIT, TEST_SPLIT)
 # --- serving signatures of the exported model ---
 SERVING_SIGNATURE = 'serving_default'
 TRANSFORM_SIGNATURE = 'transform_features'
+# Encoded images (PNG or JPEG, any size): the `_bytes` suffix tells Vertex AI's and TF Serving's
+# REST APIs that the input is binary, sent base64-encoded as {"b64": ...}.
+IMAGE_BYTES_SIGNATURE = 'serving_image_bytes'
+IMAGE_BYTES_INPUT = 'image_bytes'
 EXAMPLES_INPUT = 'examples'
 PROBABILITIES_OUTPUT = 'probabilities'  # [B, N] float32
 CLASS_ID_OUTPUT = 'class_id'  # [B] int64: the top class, an index into the team's classes

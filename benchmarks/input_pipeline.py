@@ -8,6 +8,9 @@ Each feed runs in a fresh process (timings of several models in one process drif
 alternating; steady-state ms/step excludes the first epoch (tracing, cache fill).
 
     python benchmarks/input_pipeline.py [--examples 20000] [--epochs 3] [--classes 100]
+                                        [--format int64|float32]
+
+`--format`: int64 pixels (what Transform writes now) or normalized float32 (what it wrote before).
 
 Target (docs/benchmarks.md): disk / memory steady-state ms/step <= 1.05.
 """
@@ -22,30 +25,35 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
-def feature_spec():
+def feature_spec(image_format: str):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from base import constants  # pylint: disable=g-import-not-at-top
-  return {constants.IMAGE_XF_KEY: tf.io.FixedLenFeature([32, 32, 3], tf.float32),
+  return {constants.IMAGE_XF_KEY: tf.io.FixedLenFeature([32, 32, 3], tf.as_dtype(image_format)),
           constants.LABEL_XF_KEY: tf.io.FixedLenFeature([], tf.int64)}
 
 
-def write_transformed(path: str, examples: int, classes: int) -> None:
-  """Transformed examples as Transform writes them: image_xf float32 [32,32,3], label_xf int64."""
+def write_transformed(path: str, examples: int, classes: int, image_format: str) -> None:
+  """Transformed examples as Transform writes them: image_xf [32,32,3] int64 pixels (or
+  normalized float32, the format before), label_xf int64."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from base import constants  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   with tf.io.TFRecordWriter(path, options='GZIP') as writer:
     for i in range(examples):
-      image = rng.random(32 * 32 * 3, dtype=np.float32)
+      pixels = rng.integers(0, 256, 32 * 32 * 3)
+      image = (tf.train.Feature(int64_list=tf.train.Int64List(value=pixels))
+               if image_format == 'int64' else
+               tf.train.Feature(float_list=tf.train.FloatList(value=pixels / 255)))
       example = tf.train.Example(features=tf.train.Features(feature={
-          constants.IMAGE_XF_KEY: tf.train.Feature(float_list=tf.train.FloatList(value=image)),
+          constants.IMAGE_XF_KEY: image,
           constants.LABEL_XF_KEY: tf.train.Feature(int64_list=tf.train.Int64List(
               value=[i % classes]))}))
       writer.write(example.SerializeToString())
 
 
-def child(feed: str, path: str, examples: int, epochs: int, classes: int) -> None:
+def child(feed: str, path: str, examples: int, epochs: int, classes: int,
+          image_format: str) -> None:
   import keras  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   # pylint: disable-next=g-import-not-at-top
@@ -53,9 +61,10 @@ def child(feed: str, path: str, examples: int, epochs: int, classes: int) -> Non
   batch = 128
   steps = examples // batch
   if feed == 'disk':
-    data = inputs.make_dataset([path], feature_spec(), batch, True, examples)
+    data = inputs.make_dataset([path], feature_spec(image_format), batch, True, examples)
   else:
-    parsed = next(iter(inputs.make_dataset([path], feature_spec(), examples, False, examples)))
+    parsed = next(iter(inputs.make_dataset([path], feature_spec(image_format), examples, False,
+                                           examples)))
     images, labels = parsed[0].numpy(), parsed[1].numpy()
     data = (tf.data.Dataset.from_tensor_slices((images, labels)).cache()
             .shuffle(examples).repeat().batch(batch, drop_remainder=True)
@@ -76,28 +85,31 @@ def main() -> None:
   parser.add_argument('--epochs', type=int, default=3)
   parser.add_argument('--classes', type=int, default=100)
   parser.add_argument('--repeats', type=int, default=2)
+  parser.add_argument('--format', default='int64', choices=('int64', 'float32'),
+                      help='image_xf as Transform writes it now (int64) or before (float32)')
   args = parser.parse_args()
   workdir = tempfile.mkdtemp(prefix='input_bench_')
   path = os.path.join(workdir, 'transformed.gz')
   print(f'Writing {args.examples:,} transformed examples to {path} ...', flush=True)
-  write_transformed(path, args.examples, args.classes)
+  write_transformed(path, args.examples, args.classes, args.format)
   results = {'disk': [], 'memory': []}
   for _ in range(args.repeats):
     for feed in ('memory', 'disk'):
       out = subprocess.run([sys.executable, __file__, '--child', feed, path, str(args.examples),
-                            str(args.epochs), str(args.classes)],
+                            str(args.epochs), str(args.classes), args.format],
                            capture_output=True, text=True, cwd=ROOT, check=True).stdout
       result = json.loads(out.strip().splitlines()[-1])
       results[feed].append(result['ms_per_step'])
       print(f'  {feed:6s} {result["ms_per_step"]:7.1f} ms/step ({result["rule"]})', flush=True)
   disk, memory = min(results['disk']), min(results['memory'])
-  print(f'simple_cnn, batch 128, {args.classes} classes: disk {disk:.1f} ms/step, memory '
+  print(f'simple_cnn, batch 128, {args.classes} classes, {args.format}: disk {disk:.1f} ms/step, memory '
         f'{memory:.1f} ms/step (best of {args.repeats}); ratio {disk / memory:.3f}')
 
 
 if __name__ == '__main__':
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   if len(sys.argv) > 1 and sys.argv[1] == '--child':
-    child(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
+    child(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]),
+          sys.argv[7])
   else:
     main()

@@ -4,7 +4,10 @@ Unpacks ../shared/data/real-photos-5class.tar.gz (25,000 32x32 photos of cat, de
 horse) into an image folder, holding out the last 1,000 photos of each class (sorted by name) as
 test/, and runs `local_runner.py` once per configuration (ExampleGen and Transform are cached
 across runs with the same preprocessing). Prints test accuracy (the Evaluator's, on the 5,000
-held-out photos), training time and steady-state ms/step, from `python -m pipeline.inspect`.
+held-out photos), training time and steady-state ms/step, from `python -m pipeline.inspect`;
+the whole run's wall time (data steps, training, evaluation); with a time budget (the default
+when a configuration gives no --epochs), the epochs it chose; and the CPU's vector flags and the
+load average before and after each run (other jobs on the machine slow the steps).
 
     python benchmarks/quality.py [--configs course resnet ...] [--workdir DIR]
 """
@@ -16,6 +19,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PHOTOS = os.path.join(os.path.dirname(ROOT), 'shared', 'data', 'real-photos-5class.tar.gz')
@@ -36,9 +40,10 @@ CONFIGS = {
     'simple_cnn_adam_1e-3': ['--model', 'simple_cnn', '--optimizer', 'adam', '--learning-rate',
                              '1e-3', '--schedule', 'constant', '--epochs', '10', '--augment',
                              'none', '--label-smoothing', '0', '--weight-decay', '0', *PLAIN],
-    'resnet': ['--model', 'resnet'],  # the defaults
-    'resnet_seed_1': ['--model', 'resnet', '--seed', '1'],  # the defaults' seed-to-seed spread
-    'resnet_float32': ['--model', 'resnet', '--precision', 'float32'],  # CPUs without bfloat16
+    'resnet': ['--model', 'resnet'],  # the defaults (a 15-minute budget, at most 45 epochs)
+    'resnet_45_epochs': ['--model', 'resnet', '--epochs', '45'],  # the defaults before the budget
+    'resnet_seed_1': ['--model', 'resnet', '--seed', '1', '--epochs', '45'],  # seed-to-seed spread
+    'resnet_float32': ['--model', 'resnet', '--precision', 'float32', '--epochs', '45'],
     'resnet_adam_40_epochs': ['--model', 'resnet', '--optimizer', 'adam', '--learning-rate',
                               '1e-3', '--epochs', '40', *PLAIN],
     'mobilenet_frozen_96': ['--model', 'mobilenet', '--alpha', '0.25', '--weights', WEIGHTS,
@@ -79,9 +84,11 @@ def prepare(folder: str) -> None:
 
 
 def run(name: str, args, folder: str, output_dir: str) -> dict:
+  load_before, started = os.getloadavg()[0], time.time()
   subprocess.run([sys.executable, 'local_runner.py', '--data', folder, '--output-dir', output_dir,
                   '--pipeline-name', f'quality_{name}', '--no-baseline', *args],
                  cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  wall_sec, load_after = time.time() - started, os.getloadavg()[0]
   out = subprocess.run([sys.executable, '-m', 'pipeline.inspect', '--output-dir', output_dir,
                         '--run', 'latest', '--json'], cwd=ROOT, check=True,
                        capture_output=True, text=True).stdout
@@ -90,7 +97,10 @@ def run(name: str, args, folder: str, output_dir: str) -> dict:
   return {'config': name, 'test_accuracy': details['evaluation']['overall'][
       'sparse_categorical_accuracy'], 'training_sec': stats['total_training_time_sec'],
           'ms_per_step': stats['ms_per_step'], 'epochs': stats['epochs'],
-          'params': stats['total_params'], 'precision': stats['precision']}
+          'params': stats['total_params'], 'precision': stats['precision'],
+          'budget': stats.get('time_budget'), 'wall_sec': wall_sec,
+          'load': f'{load_before:.1f}/{load_after:.1f}',
+          'cpu_simd_flags': stats.get('cpu_simd_flags')}
 
 
 def main() -> None:
@@ -101,12 +111,17 @@ def main() -> None:
   folder = os.path.join(args.workdir, 'photos')
   prepare(folder)
   print(f'{"config":24s} {"test acc":>8s} {"train time":>10s} {"ms/step":>8s} {"epochs":>6s} '
-        f'{"params":>10s} precision', flush=True)
+        f'{"params":>10s} {"precision":15s} {"run time":>8s} {"load":>9s} budget', flush=True)
   for name in args.configs:
     r = run(name, CONFIGS[name], folder, os.path.join(args.workdir, 'out'))
+    budget = r['budget']
+    chose = (f'{budget["budget_minutes"]:g} min: {budget["epochs_chosen"]} of at most '
+             f'{budget["max_epochs"]} epochs, {budget["epoch_sec"]:.1f} s/epoch measured'
+             if budget else 'none')
     print(f'{r["config"]:24s} {r["test_accuracy"]:8.1%} {r["training_sec"]:9.0f}s '
-          f'{r["ms_per_step"]:8.1f} {r["epochs"]:6d} {r["params"]:10,d} {r["precision"]}',
-          flush=True)
+          f'{r["ms_per_step"]:8.1f} {r["epochs"]:6d} {r["params"]:10,d} {r["precision"]:15s} '
+          f'{r["wall_sec"]:7.0f}s {r["load"]:>9s} {chose}', flush=True)
+  print(f'CPU: {r["cpu_simd_flags"]}', flush=True)
 
 
 if __name__ == '__main__':

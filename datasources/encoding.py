@@ -13,10 +13,8 @@ from typing import Dict, Iterable, List, Sequence, Tuple
 
 import google_crc32c
 import numpy as np
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 
-from base import constants
+from base import compat, constants
 
 # --- PNG ---
 
@@ -96,8 +94,10 @@ def _map_entry(key: str, feature: bytes) -> bytes:
 
 def serialize_example(features: Dict[str, bytes]) -> bytes:
   """tf.train.Example{features{feature: map}} from already-encoded Feature messages, with the
-  map keys sorted, as `SerializeToString(deterministic=True)` writes them."""
-  return _field(1, b''.join(_map_entry(key, value) for key, value in sorted(features.items())))
+  map keys in the order `SerializeToString(deterministic=True)` writes them (it differs between
+  the stacks' protobufs: base/compat.py)."""
+  return _field(1, b''.join(_map_entry(key, features[key])
+                            for key in compat.deterministic_map_order(features)))
 
 
 class ExampleEncoder:
@@ -124,8 +124,9 @@ class ExampleEncoder:
     if template is None:
       features = {**self._fixed[label], constants.IMAGE_KEY: bytes_feature(png)}
       full = serialize_example(features)
-      tail = b''.join(_map_entry(k, v) for k, v in sorted(features.items())
-                      if k > constants.IMAGE_KEY)
+      order = compat.deterministic_map_order(features)
+      tail = b''.join(_map_entry(k, features[k])
+                      for k in order[order.index(constants.IMAGE_KEY) + 1:])
       template = self._templates[label, len(png)] = (full[:len(full) - len(tail) - len(png)],
                                                      tail)
     return template[0] + png + template[1]
@@ -163,6 +164,9 @@ def write_tfrecord_gz(path: str, records: Iterable[bytes]) -> None:
   (docs/benchmarks.md). wbits=31 writes a gzip header without a name or time: the same images
   give the same bytes.
   """
+  # Beam only here: importing it costs ~9 s, which `pipeline.predict` (encoding, no writing) skips.
+  from apache_beam.io.filesystem import CompressionTypes  # pylint: disable=g-import-not-at-top
+  from apache_beam.io.filesystems import FileSystems  # pylint: disable=g-import-not-at-top
   compressor = zlib.compressobj(1, zlib.DEFLATED, 31, 9, zlib.Z_HUFFMAN_ONLY)
   data = compressor.compress(tfrecords(records)) + compressor.flush()
   with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:

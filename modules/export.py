@@ -1,9 +1,14 @@
 """The exported model: serving signatures over raw tf.Examples, and the provenance it carries.
 
-Two signatures, each taking serialized tf.Examples (`examples`, [None] string):
-- `serving_default`: raw examples (the `image` PNG bytes; no label needed) -> the Transform graph
-  -> the model -> `probabilities` [B, N], `class_id` [B] and `class_name` [B] of the top class.
+Three signatures:
+- `serving_default`: serialized raw tf.Examples (`examples`, [None] string; the `image` PNG bytes,
+  no label needed) -> the Transform graph -> the model -> `probabilities` [B, N], `class_id` [B]
+  and `class_name` [B] of the top class. The Evaluator (TFMA) scores through it.
 - `transform_features`: raw examples -> the transformed features (TFMA's preprocessing step).
+- `serving_image_bytes`: encoded images (`image_bytes`, [None] string: PNG or JPEG of any size, as
+  TF Serving's and Vertex AI Prediction's REST APIs pass `{"instances": [{"b64": ...}]}`) ->
+  decoded to RGB, resized to the stored size the way `pipeline.predict` resizes files, re-encoded
+  as the PNG the training images were -> the same path as `serving_default`, same outputs.
 The Transform graph travels inside the SavedModel, so serving cannot drift from training.
 
 Test-time augmentation (`--tta`): with 'flip', `probabilities` average the model's softmax over
@@ -42,15 +47,37 @@ def predict_probabilities(model: keras.Model, images: tf.Tensor, tta: str = 'non
   return probabilities
 
 
+def encoded_to_stored_png(encoded: tf.Tensor, size: int) -> tf.Tensor:
+  """[B] PNG/JPEG bytes of any size and mode -> [B] PNG bytes of size x size 8-bit RGB images.
+
+  Grey and 16-bit images become 8-bit RGB (`decode_image`; an alpha channel is dropped). Other
+  sizes are resized bilinearly with antialiasing, as Pillow's BILINEAR resize in
+  `pipeline.predict` does; an image of the stored size keeps its pixels exactly.
+  """
+  def one(data):
+    # JPEG with the accurate integer IDCT, as Pillow decodes (TensorFlow's default is the fast one).
+    pixels = tf.cond(
+        tf.io.is_jpeg(data),
+        lambda: tf.io.decode_jpeg(data, channels=3, dct_method='INTEGER_ACCURATE'),
+        lambda: tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False))
+    pixels = tf.cond(
+        tf.reduce_all(tf.shape(pixels)[:2] == size), lambda: pixels,
+        lambda: tf.saturate_cast(tf.round(tf.image.resize(
+            pixels, [size, size], method='bilinear', antialias=True)), tf.uint8))
+    return tf.io.encode_png(tf.ensure_shape(pixels, [size, size, 3]))
+  return tf.map_fn(one, encoded, fn_output_signature=tf.TensorSpec([], tf.string))
+
+
 class ServingModule(tf.Module):
   """Holds the Keras 3 model and the Transform layer; its tf.functions become the signatures."""
 
   def __init__(self, model: keras.Model, tf_transform_output: tft.TFTransformOutput,
-               class_names: Sequence[str], tta: str = 'none'):
+               class_names: Sequence[str], stored_image_size: int, tta: str = 'none'):
     super().__init__()
     check_tta(tta)
     self.model = model
     self._tta = tta
+    self._stored_image_size = int(stored_image_size)
     self.tft_layer = tf_transform_output.transform_features_layer()
     self.class_names = tf.constant(list(class_names))
     raw_spec = tf_transform_output.raw_feature_spec()
@@ -60,7 +87,18 @@ class ServingModule(tf.Module):
   @tf.function(input_signature=[
       tf.TensorSpec([None], tf.string, name=constants.EXAMPLES_INPUT)])
   def serve(self, examples):
-    features = tf.io.parse_example(examples, self._serving_spec)
+    return self._predict(tf.io.parse_example(examples, self._serving_spec))
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None], tf.string, name=constants.IMAGE_BYTES_INPUT)])
+  def serve_image_bytes(self, image_bytes):
+    pngs = encoded_to_stored_png(image_bytes, self._stored_image_size)
+    # Shaped as tf.io.parse_example gives the feature ([B, 1] with SchemaGen's inferred shape).
+    shape = self._serving_spec[constants.IMAGE_KEY].shape
+    return self._predict({constants.IMAGE_KEY: tf.reshape(pngs, [-1, *shape])})
+
+  def _predict(self, features):
+    """Raw features (the `image` PNG bytes) -> Transform -> model -> the serving outputs."""
     transformed = self.tft_layer(features)
     probabilities = predict_probabilities(self.model, transformed[constants.IMAGE_XF_KEY],
                                           self._tta)
@@ -80,11 +118,17 @@ class ServingModule(tf.Module):
 def export_serving_model(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
                          class_names: Sequence[str], export_dir: str,
                          provenance: Dict[str, Any], tta: str = 'none') -> None:
-  """Saves the SavedModel with both signatures and writes provenance files beside its assets."""
-  module = ServingModule(model, tf_transform_output, class_names, tta)
+  """Saves the SavedModel with its signatures and writes provenance files beside its assets.
+
+  The stored image size (what the image-bytes signature resizes to) is the provenance's
+  classes.json record, the one `pipeline.predict` reads too.
+  """
+  stored_size = provenance[constants.CLASSES_FILE][constants.STORED_IMAGE_SIZE]
+  module = ServingModule(model, tf_transform_output, class_names, stored_size, tta)
   tf.saved_model.save(module, export_dir, signatures={
       constants.SERVING_SIGNATURE: module.serve.get_concrete_function(),
       constants.TRANSFORM_SIGNATURE: module.transform.get_concrete_function(),
+      constants.IMAGE_BYTES_SIGNATURE: module.serve_image_bytes.get_concrete_function(),
   })
   write_provenance(os.path.join(export_dir, constants.PROVENANCE_DIR), provenance)
 

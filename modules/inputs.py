@@ -1,8 +1,10 @@
 """The input pipeline shared by Trainer and Tuner: transformed examples -> (images, labels) batches.
 
-Transformed images are small (stored size, float32), so the parsed split is cached in memory
-after the first pass when it fits the budget below; later epochs then run at the speed of an
-in-memory numpy pipeline (benchmarks/input_pipeline.py measures it).
+Transformed images are small (stored size, pixels in [0, 255]), so the parsed split is cached in
+memory as uint8 (3 KB per 32x32 image) after the first pass when it fits the budget below; later
+epochs then run at the speed of an in-memory numpy pipeline (benchmarks/input_pipeline.py
+measures it). Batches leave as float32 pixels in [0, 255]: the model normalizes them in its first
+layer (modules/models.py), as it does at serving time.
 """
 from typing import Any, Dict, List, Optional
 
@@ -36,7 +38,8 @@ def count_examples(patterns: List[str]) -> int:
 def make_dataset(patterns: List[str], transformed_feature_spec: Dict[str, Any],
                  batch_size: int, training_split: bool, num_examples: int,
                  augment: str = 'none', seed: Optional[int] = None) -> tf.data.Dataset:
-  """(images [B, S, S, 3] float32, labels [B] int64) batches of transformed examples.
+  """(images [B, S, S, 3] float32 pixels in [0, 255], labels [B] int64) batches of transformed
+  examples (int64 pixels, as Transform writes them; a float32 image feature passes unchanged).
 
   The train split is shuffled, repeated forever (pass `steps_per_epoch`) and augmented on the fly;
   augmentation runs here in tf.data and not in Transform so that Transform's output stays
@@ -47,19 +50,25 @@ def make_dataset(patterns: List[str], transformed_feature_spec: Dict[str, Any],
   image_spec = spec[constants.IMAGE_XF_KEY]
   feature_spec = {constants.IMAGE_XF_KEY: image_spec, constants.LABEL_XF_KEY: spec[constants.LABEL_XF_KEY]}
 
+  # Integer pixels are cached as uint8, a quarter of float32's memory.
+  cache_dtype = tf.uint8 if image_spec.dtype.is_integer else tf.float32
+
   def parse(serialized):
     features = tf.io.parse_example(serialized, feature_spec)
-    return features[constants.IMAGE_XF_KEY], tf.reshape(features[constants.LABEL_XF_KEY], [-1])
+    return (tf.cast(features[constants.IMAGE_XF_KEY], cache_dtype),
+            tf.reshape(features[constants.LABEL_XF_KEY], [-1]))
 
   dataset = _records(patterns).batch(_PARSE_BATCH).map(
       parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
-  example_bytes = 4 * int(tf.TensorShape(image_spec.shape).num_elements())
+  example_bytes = cache_dtype.size * int(tf.TensorShape(image_spec.shape).num_elements())
   if num_examples * example_bytes <= CACHE_BUDGET_BYTES:
     dataset = dataset.cache()
   if training_split:
     dataset = dataset.shuffle(min(num_examples, _SHUFFLE_BUFFER), seed=seed,
                               reshuffle_each_iteration=True).repeat()
-  dataset = dataset.batch(batch_size, drop_remainder=training_split)
+  dataset = dataset.batch(batch_size, drop_remainder=training_split).map(
+      lambda images, labels: (tf.cast(images, tf.float32), labels),
+      num_parallel_calls=tf.data.AUTOTUNE)
   if training_split:
     dataset = augmentation.augment_dataset(dataset, augment, image_spec.shape[:2])
   return dataset.prefetch(tf.data.AUTOTUNE)

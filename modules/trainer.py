@@ -4,9 +4,13 @@ TFX's Trainer calls `run_fn`. Everything it needs arrives in `fn_args.custom_con
 `trainer_custom_config`): the training config, the team's classes and the stored image size.
 """
 import dataclasses
+import hashlib
+import json
 import math
 import os
 import platform
+import shutil
+import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -54,11 +58,14 @@ def with_hyperparameters(config: TrainingConfig, hyperparameters: Optional[Dict[
 
 
 def with_model_defaults(config: TrainingConfig) -> TrainingConfig:
-  """The config with the model's own optimizer and learning rate where it leaves them None."""
+  """The config with the model's own optimizer, learning rate and layers to fine-tune where it
+  leaves them None."""
   spec = models.get_spec(config.model)
   return dataclasses.replace(
       config, optimizer=config.optimizer or spec.optimizer,
-      learning_rate=spec.learning_rate if config.learning_rate is None else config.learning_rate)
+      learning_rate=spec.learning_rate if config.learning_rate is None else config.learning_rate,
+      fine_tune_layers=spec.fine_tune_layers if config.fine_tune_layers is None
+      else config.fine_tune_layers)
 
 
 def image_size_of(config: TrainingConfig) -> int:
@@ -73,14 +80,16 @@ def weights_of(config: TrainingConfig) -> Optional[str]:
 
 
 def fine_tune_layers_of(config: TrainingConfig):
-  """'all' or an int; from-scratch models always train every layer."""
-  if not models.get_spec(config.model).transfer or config.fine_tune_layers == 'all':
+  """'all' or an int (None: the model's); from-scratch models always train every layer."""
+  spec = models.get_spec(config.model)
+  value = spec.fine_tune_layers if config.fine_tune_layers is None else config.fine_tune_layers
+  if not spec.transfer or value == 'all':
     return 'all'
   try:
-    return int(config.fine_tune_layers)
+    return int(value)
   except ValueError:
-    raise UserError(f"--fine-tune-layers {config.fine_tune_layers!r}: use 0, a number of top "
-                    "layers, or 'all'") from None
+    raise UserError(f"--fine-tune-layers {value!r}: use 0, a number of top layers, or 'all'"
+                    ) from None
 
 
 def build(config: TrainingConfig, num_classes: int, stored_image_size: int) -> keras.Model:
@@ -112,6 +121,10 @@ def check_training_config(config: TrainingConfig, num_classes: int, stored_image
       raise ValueError(f'--head-epochs {config.head_epochs}: must be 0 or more')
     if config.steps_per_epoch is not None and config.steps_per_epoch < 1:
       raise ValueError(f'--steps-per-epoch {config.steps_per_epoch}: must be 1 or more')
+    if not 0 <= config.momentum <= 1:  # Keras' SGD refuses it only when training starts
+      raise ValueError(f'--momentum {config.momentum}: must be between 0 and 1')
+    if config.time_budget is not None and not config.time_budget > 0:
+      raise ValueError(f'--time-budget {config.time_budget}: must be more than 0 minutes')
     fine_tune = fine_tune_layers_of(config)
     if build_model:
       model = build(config, num_classes, stored_image_size)
@@ -145,36 +158,194 @@ def _phases(config: TrainingConfig) -> List[Tuple[Any, int, float]]:
 
 
 def _compile(model: keras.Model, config: TrainingConfig, learning_rate: float,
-             total_steps: int, steps_per_epoch: int) -> None:
+             total_steps: int, steps_per_epoch: int, decay_start: int = 0) -> training.LearningRate:
+  """Compiles the model; returns its learning rate (a float or the schedule)."""
   warmup = int(round(config.warmup_epochs * steps_per_epoch)) if config.schedule == 'cosine' else 0
   schedule = training.make_schedule(config.schedule, learning_rate, total_steps,
-                                    min(warmup, total_steps - 1))
+                                    min(warmup, total_steps - 1), decay_start)
   model.compile(
       optimizer=training.make_optimizer(config.optimizer, schedule, config.weight_decay,
                                         momentum=config.momentum),
       loss=training.make_loss(config.label_smoothing),
       metrics=training.make_metrics(),
       jit_compile=config.jit)  # Keras 3's 'auto' would pick XLA, 8-10x slower on CPUs
+  return schedule
 
 
 def train(config: TrainingConfig, model: keras.Model, train_data: tf.data.Dataset,
           eval_data: tf.data.Dataset, steps_per_epoch: int, validation_steps: int,
-          callbacks: Sequence[keras.callbacks.Callback] = ()) -> training_stats.TrainingTimer:
-  """Runs every phase of `_phases(config)` on the model; returns the timer of all of them."""
+          callbacks: Sequence[keras.callbacks.Callback] = (),
+          time_budget: Optional[float] = None,
+          backup: Optional['EpochBackup'] = None) -> training_stats.TrainingTimer:
+  """Runs every phase of `_phases(config)` on the model; returns the timer of all of them.
+
+  With `time_budget` (minutes; the Trainer passes the config's, the Tuner's trials none), a
+  `training.TimeBudget` chooses the last phase's epochs, at most `config.epochs`, measured in its
+  first epoch, during which the cosine decay waits; the timer then carries its record.
+  With `backup` (the Trainer's), each phase resumes from its last saved epoch (`EpochBackup`).
+  """
   config = with_model_defaults(config)
   timer = training_stats.TrainingTimer(config.batch_size)
+  budget = training.TimeBudget(time_budget, timer) if time_budget else None
+  if budget:
+    budget.start()
+  phases = _phases(config)
   epoch = 0
-  for fine_tune, epochs, learning_rate in _phases(config):
+  for phase, (fine_tune, epochs, learning_rate) in enumerate(phases):
     models.set_fine_tune_layers(model, fine_tune)
-    _compile(model, config, learning_rate, epochs * steps_per_epoch, steps_per_epoch)
+    budgeted = budget is not None and phase == len(phases) - 1
+    schedule = _compile(model, config, learning_rate, epochs * steps_per_epoch, steps_per_epoch,
+                        decay_start=steps_per_epoch if budgeted else 0)
+    if budgeted:
+      budget.begin_phase(schedule, steps_per_epoch, epochs, epoch)
+      callbacks = [*callbacks, budget]  # after the timer, whose measurements it reads
+    start = max(epoch, backup.restore(model, phase, timer)) if backup else epoch
+    if start >= epoch + epochs:  # this phase had finished before the run was stopped
+      epoch += epochs
+      continue
     logging.info('Training %s: %d epochs at learning rate %g, fine_tune_layers=%s',
                  config.model, epochs, learning_rate, fine_tune)
-    model.fit(train_data, validation_data=eval_data, epochs=epoch + epochs, initial_epoch=epoch,
+    # Repeated: Keras 3 keeps one validation iterator across epochs when validation_steps is
+    # given, so a one-pass dataset would leave every second epoch without validation.
+    model.fit(train_data, validation_data=eval_data.repeat(), epochs=epoch + epochs,
+              initial_epoch=start,
               steps_per_epoch=steps_per_epoch, validation_steps=validation_steps, verbose=2,
-              callbacks=[timer, *callbacks, *training.make_callbacks(
+              callbacks=[timer, *([backup] if backup else []), *callbacks, *training.make_callbacks(
                   config.schedule, config.early_stopping_patience)])
     epoch += epochs
+  if budget:
+    timer.time_budget = budget.record()
   return timer
+
+
+# ---------------------------------------------------------------- resuming a killed Trainer --
+
+RESUME_DIR = '.resume'  # in the Trainer's folder of the pipeline root, beside its outputs
+_WEIGHTS_FILE = 'state.weights.h5'  # the model's and the optimizer's variables
+_STATE_FILE = 'state.json'  # the epoch reached and the timer's record of the epochs so far
+_TIMER_FIELDS = ('epoch_times', 'train_times', 'steps', 'first_in_fit', 'logs', 'total_time')
+
+
+def backup_folder(fn_args) -> str:
+  """Where a Trainer execution keeps its per-epoch state: a folder that outlives the execution
+  (TFX gives a retry new output folders), named by what makes two trainings the same: the input
+  artifacts (their URIs), the custom_config (training config, classes, code fingerprint) and
+  the hyperparameters. A retry of the same training finds it; any other training does not."""
+  key = json.dumps({
+      'train_files': fn_args.train_files, 'eval_files': fn_args.eval_files,
+      'transform_graph': fn_args.transform_graph_path, 'custom_config': fn_args.custom_config,
+      'hyperparameters': fn_args.hyperparameters}, sort_keys=True, default=str)
+  node_dir = os.path.dirname(os.path.dirname(os.path.normpath(fn_args.model_run_dir)))
+  return os.path.join(node_dir, RESUME_DIR, hashlib.sha256(key.encode()).hexdigest()[:16])
+
+
+def _epoch_dirs(phase_dir: str) -> List[Tuple[int, str]]:
+  """(epoch, folder) of the complete saved states of a phase, oldest first."""
+  found = []
+  for name in (os.listdir(phase_dir) if os.path.isdir(phase_dir) else []):
+    if name.startswith('epoch-') and name[len('epoch-'):].isdigit():
+      found.append((int(name[len('epoch-'):]), os.path.join(phase_dir, name)))
+  return sorted(found)
+
+
+def _fsync(path: str) -> None:
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)
+
+
+class EpochBackup(keras.callbacks.Callback):
+  """The training state after every epoch, so that a Trainer killed mid-training resumes.
+
+  Keras' BackupAndRestore writes its weights and its epoch number as two files in place: a kill
+  between or during the two writes leaves a torn state that the retry would load. Here each
+  epoch's state (weights with the optimizer's variables, the epoch, the timer's record) is written
+  to a temporary folder, synced, and renamed to `phase-P/epoch-NNNN` (a rename is atomic), then
+  older states are removed: the newest complete folder is always a consistent state. `train`
+  calls `restore` before each phase's fit; `remove` deletes everything once the model is exported.
+  Not restored: EarlyStopping's and ReduceLROnPlateau's counters, the data order (the resumed
+  epochs start a new pass over the shuffled data).
+  """
+
+  def __init__(self, folder: str):
+    super().__init__()
+    self.folder = folder
+    self.resumed_from: Optional[int] = None  # the epoch training resumed after, if it did
+    self._phase = 0
+    self._timer: Optional[training_stats.TrainingTimer] = None
+    self._fit_started = 0.0
+
+  def _phase_dir(self) -> str:
+    return os.path.join(self.folder, f'phase-{self._phase}')
+
+  def restore(self, model: keras.Model, phase: int, timer: training_stats.TrainingTimer) -> int:
+    """Loads the phase's newest saved state into the compiled model and the timer; returns the
+    epoch to continue from (0 when nothing was saved)."""
+    self._phase, self._timer = phase, timer
+    saved = _epoch_dirs(self._phase_dir())
+    if not saved:
+      return 0
+    epoch, path = saved[-1]
+    if not model.optimizer.built:
+      model.optimizer.build(model.trainable_variables)
+    model.load_weights(os.path.join(path, _WEIGHTS_FILE))
+    with open(os.path.join(path, _STATE_FILE)) as f:
+      state = json.load(f)
+    for field in _TIMER_FIELDS:
+      setattr(timer, field, state['timer'][field])
+    self.resumed_from = epoch
+    print(f'Trainer: resuming from epoch {epoch} (saved by a run that was stopped; {path})',
+          flush=True)
+    return epoch
+
+  def on_train_begin(self, logs=None):
+    self._fit_started = time.perf_counter()
+
+  def on_epoch_end(self, epoch, logs=None):
+    phase_dir = self._phase_dir()
+    os.makedirs(phase_dir, exist_ok=True)
+    temporary = tempfile.mkdtemp(prefix='.saving-', dir=phase_dir)
+    self.model.save_weights(os.path.join(temporary, _WEIGHTS_FILE))
+    timer = {field: getattr(self._timer, field) for field in _TIMER_FIELDS}
+    timer['total_time'] += time.perf_counter() - self._fit_started  # this fit, so far
+    with open(os.path.join(temporary, _STATE_FILE), 'w') as f:
+      json.dump({'epoch': epoch + 1, 'timer': timer}, f)
+    for name in (_WEIGHTS_FILE, _STATE_FILE):
+      _fsync(os.path.join(temporary, name))  # on disk before the rename makes them the state
+    os.rename(temporary, os.path.join(phase_dir, f'epoch-{epoch + 1:04d}'))
+    _fsync(phase_dir)
+    for _, older in _epoch_dirs(phase_dir)[:-1]:
+      shutil.rmtree(older, ignore_errors=True)
+
+  def remove(self) -> None:
+    """Deletes every saved state of this training (its model is exported)."""
+    shutil.rmtree(self.folder, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------- tf.distribute --
+
+def make_strategy() -> tf.distribute.Strategy:
+  """How the Trainer spreads training over devices.
+
+  MultiWorkerMirroredStrategy when TF_CONFIG names more than one machine (Vertex AI Training sets
+  it for a multi-replica job); MirroredStrategy when this machine sees several GPUs; otherwise the
+  default strategy (one device). Under each, `--batch-size` is the global batch, which Keras
+  splits between the replicas, so the learning rate, set per global batch, stays what it is.
+  """
+  cluster = json.loads(os.environ.get('TF_CONFIG') or '{}').get('cluster', {})
+  if sum(len(cluster.get(role, ())) for role in ('chief', 'worker')) > 1:
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  if len(tf.config.list_logical_devices('GPU')) > 1:
+    return tf.distribute.MirroredStrategy()
+  return tf.distribute.get_strategy()
+
+
+def distribution_stats(strategy: tf.distribute.Strategy) -> Dict[str, Any]:
+  """The strategy's record in training_stats.json."""
+  return {'strategy': type(strategy).__name__.lstrip('_'),
+          'num_replicas_in_sync': int(strategy.num_replicas_in_sync)}
 
 
 def _versions() -> Dict[str, str]:
@@ -212,17 +383,23 @@ def _train_and_export(fn_args, config: TrainingConfig, hyperparameters: Dict[str
   eval_data = inputs.make_dataset(fn_args.eval_files, feature_spec, config.batch_size,
                                   False, num_eval)
 
-  model = build(config, len(class_names), stored_size)
-  started = time.time()
-  timer = train(config, model, train_data, eval_data, steps_per_epoch,
-                math.ceil(num_eval / config.batch_size), callbacks=[
-      keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, 'logs'))])
+  strategy = make_strategy()
+  logging.info('Distribution: %s', distribution_stats(strategy))
+  with strategy.scope():  # the model's and the optimizer's variables on every replica
+    model = build(config, len(class_names), stored_size)
+    started = time.time()
+    backup = EpochBackup(backup_folder(fn_args))
+    timer = train(config, model, train_data, eval_data, steps_per_epoch,
+                  math.ceil(num_eval / config.batch_size), callbacks=[
+        keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, 'logs'))],
+                  time_budget=config.time_budget, backup=backup)
   logging.info('Training took %.0f s', time.time() - started)
 
   stats = training_stats.collect(timer, model, extra={
       'model': config.model, 'image_size': image_size_of(config),
       'train_examples': num_train, 'eval_examples': num_eval,
-      'hyperparameters': hyperparameters, 'training_config': dataclasses.asdict(config)})
+      'hyperparameters': hyperparameters, 'training_config': dataclasses.asdict(config),
+      'resumed_from_epoch': backup.resumed_from, 'distribution': distribution_stats(strategy)})
   print(training_stats.format_summary(stats), flush=True)
   provenance = {
       constants.TRAINING_STATS_FILE: stats,
@@ -237,3 +414,4 @@ def _train_and_export(fn_args, config: TrainingConfig, hyperparameters: Dict[str
   # Next to the model too, where the report and the notebooks look for it.
   export.write_provenance(os.path.dirname(fn_args.serving_model_dir),
                           {constants.TRAINING_STATS_FILE: stats})
+  backup.remove()  # the model is out: a retry from here on would be a new training

@@ -8,10 +8,12 @@ The model outputs logits; labels are integer class ids shaped [B] or [B, 1].
 """
 import contextlib
 import math
+import time
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import keras
 import tensorflow as tf
+from absl import logging
 
 from base import constants, machine
 from modules import augmentation as augmentation_lib
@@ -82,19 +84,71 @@ def make_optimizer(name: str,
   return optimizer
 
 
+@keras.saving.register_keras_serializable(package='cifar100')
+class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+  """Linear warmup from 0 to `peak`, the peak held until `decay_start`, then a cosine down to 0 at
+  `total_steps` (and 0 after it).
+
+  The total is a variable, not a constant of the compiled training step: a time budget
+  (`TimeBudget`) sets it once it has measured the step time, before the decay starts, and the
+  next step reads the new value. Without a budget it is set once, at construction.
+  """
+
+  def __init__(self, peak: float, warmup_steps: int, total_steps: int, decay_start: int = 0,
+               name: str = 'warmup_cosine'):
+    super().__init__()
+    self.peak = float(peak)
+    self.warmup_steps = int(warmup_steps)
+    self.decay_start = max(int(decay_start), self.warmup_steps)
+    self.name = name
+    self._total_steps = keras.Variable(float(total_steps), dtype='float32', trainable=False,
+                                       name=f'{name}_total_steps')
+
+  @property
+  def total_steps(self) -> int:
+    return int(round(float(keras.ops.convert_to_numpy(self._total_steps))))
+
+  def set_total_steps(self, total_steps: int) -> None:
+    """Sets where the decay ends; only before it started (`decay_start`), so the rate the
+    optimizer already used stays the one of the new schedule."""
+    if total_steps < self.decay_start:
+      raise ValueError(f'total_steps ({total_steps}) must be at least the decay start '
+                       f'({self.decay_start}).')
+    self._total_steps.assign(float(total_steps))
+
+  def __call__(self, step):
+    step = keras.ops.cast(step, 'float32')
+    total = keras.ops.convert_to_tensor(self._total_steps)
+    decay_steps = keras.ops.maximum(total - self.decay_start, 1.0)
+    progress = keras.ops.clip((step - self.decay_start) / decay_steps, 0.0, 1.0)
+    cosine = self.peak * 0.5 * (1.0 + keras.ops.cos(math.pi * progress))
+    if self.warmup_steps == 0:
+      return cosine
+    warmup = self.peak * step / self.warmup_steps
+    return keras.ops.where(step < self.warmup_steps, warmup, cosine)
+
+  def get_config(self) -> Dict[str, Any]:
+    return {'peak': self.peak, 'warmup_steps': self.warmup_steps,
+            'total_steps': self.total_steps, 'decay_start': self.decay_start, 'name': self.name}
+
+
 def make_schedule(name: str,
                   learning_rate: float,
                   total_steps: int,
-                  warmup_steps: int = 0) -> LearningRate:
+                  warmup_steps: int = 0,
+                  decay_start: int = 0) -> LearningRate:
   """Builds the learning rate (a float or a schedule of the optimizer step) for a schedule name.
 
   Args:
     name: one of `SCHEDULES`. 'constant' and 'plateau' give the float `learning_rate` ('plateau'
       lowers it from a callback, see `make_callbacks`); 'cosine' rises linearly from 0 to
-      `learning_rate` over `warmup_steps`, then decays along a cosine to 0 at `total_steps`.
+      `learning_rate` over `warmup_steps`, then decays along a cosine to 0 at `total_steps`
+      (a `WarmupCosine`, whose total a `TimeBudget` may change before the decay starts).
     learning_rate: the peak learning rate.
     total_steps: number of optimizer steps of the whole training, warmup included.
     warmup_steps: linear warmup steps (cosine only).
+    decay_start: cosine only: the rate stays at its peak after the warmup until this step (a time
+      budget measures the step time meanwhile); 0: the decay starts when the warmup ends.
 
   Returns:
     A float or a `keras.optimizers.schedules.LearningRateSchedule`.
@@ -109,15 +163,8 @@ def make_schedule(name: str,
   if total_steps <= warmup_steps:
     raise ValueError(
         f'total_steps ({total_steps}) must be greater than warmup_steps ({warmup_steps}).')
-  if warmup_steps == 0:
-    return keras.optimizers.schedules.CosineDecay(initial_learning_rate=float(learning_rate),
-                                                  decay_steps=total_steps)
-  # CosineDecay warms up from `initial_learning_rate` to `warmup_target` over `warmup_steps`, then
-  # decays over `decay_steps` more steps: the decay gets what is left of the total.
-  return keras.optimizers.schedules.CosineDecay(initial_learning_rate=0.0,
-                                                decay_steps=total_steps - warmup_steps,
-                                                warmup_target=float(learning_rate),
-                                                warmup_steps=warmup_steps)
+  return WarmupCosine(learning_rate, warmup_steps, total_steps,
+                      decay_start=min(decay_start, total_steps))
 
 
 def make_callbacks(schedule_name: str,
@@ -156,6 +203,115 @@ def make_callbacks(schedule_name: str,
                                       patience=early_stopping_patience,
                                       restore_best_weights=True))
   return callbacks
+
+
+# --- time budget ---
+
+
+def epochs_within_budget(budget_sec: float, elapsed_sec: float, epoch_sec: float,
+                         epochs_done: int, max_epochs: int) -> int:
+  """The epochs a training phase runs so that it ends within a time budget.
+
+  The epochs done, plus as many more whole epochs of `epoch_sec` as the time left holds
+  (`budget_sec - elapsed_sec`), at most `max_epochs`; never fewer than those done (a phase that
+  measured over-budget stops after them).
+
+  Args:
+    budget_sec: seconds the whole training may take.
+    elapsed_sec: seconds spent so far (earlier phases, tracing, the epochs done).
+    epoch_sec: steady-state seconds of one more epoch, validation included.
+    epochs_done: epochs of this phase already run.
+    max_epochs: the most this phase may run.
+  """
+  if epoch_sec <= 0:
+    raise ValueError(f'epoch_sec must be > 0, got {epoch_sec}.')
+  more = math.floor(max(budget_sec - elapsed_sec, 0.0) / epoch_sec)
+  return int(min(max_epochs, epochs_done + more))
+
+
+class TimeBudget(keras.callbacks.Callback):
+  """Chooses the epochs of the last training phase so that the whole training fits a budget.
+
+  `start` at the beginning of training (head epochs of a transfer model count against the
+  budget); `begin_phase` before the fit it controls, whose `epochs` are the most it may choose.
+  At the end of that phase's first epoch it reads from `timer` (a `training_stats.TrainingTimer`
+  placed before it in the callbacks) the steady-state step time of that epoch and the time of
+  its validation, fixes the epoch count, sets the cosine schedule's length to end at the last of
+  those epochs (the first epoch is the measuring window: `make_schedule`'s `decay_start` holds
+  the decay until then), and later stops the fit after that epoch.
+  """
+
+  def __init__(self, minutes: float, timer, clock=time.perf_counter):
+    super().__init__()
+    self.budget_sec = 60.0 * minutes
+    self._timer = timer
+    self._clock = clock
+    self._start = None
+    self._schedule = None
+    self._steps_per_epoch = 0
+    self._max_epochs = 0
+    self._first_epoch = 0
+    self.decision: Dict[str, Any] = {}
+
+  def start(self) -> None:
+    self._start = self._clock()
+
+  def elapsed(self) -> float:
+    return self._clock() - self._start
+
+  def begin_phase(self, schedule: LearningRate, steps_per_epoch: int, max_epochs: int,
+                  first_epoch: int) -> None:
+    """The phase the budget controls: its schedule, its steps per epoch, the most epochs it
+    may run and the index of its first epoch (`initial_epoch` of its fit)."""
+    self._schedule = schedule
+    self._steps_per_epoch = steps_per_epoch
+    self._max_epochs = max_epochs
+    self._first_epoch = first_epoch
+
+  def _decide(self) -> None:
+    ms_per_step, measured_on = self._timer.last_epoch_ms_per_step()
+    validation_sec = self._timer.last_validation_sec()
+    epoch_sec = self._steps_per_epoch * ms_per_step / 1000 + validation_sec
+    elapsed = self.elapsed()
+    epochs = epochs_within_budget(self.budget_sec, elapsed, epoch_sec, 1, self._max_epochs)
+    if isinstance(self._schedule, WarmupCosine):
+      self._schedule.set_total_steps(max(epochs * self._steps_per_epoch,
+                                         self._schedule.decay_start))
+    self.decision = {
+        'budget_sec': self.budget_sec,
+        'ms_per_step': ms_per_step,
+        'measured_on': measured_on,
+        'validation_sec_per_epoch': validation_sec,
+        'epoch_sec': epoch_sec,
+        'decided_after_sec': elapsed,
+        'epochs_chosen': epochs,
+        'max_epochs': self._max_epochs,
+        'steps_per_epoch': self._steps_per_epoch,
+    }
+    logging.info('Time budget %.0f s: %.1f ms/step, %.1f s validation, %.1f s/epoch after '
+                 '%.0f s: %d of at most %d epochs', self.budget_sec, ms_per_step,
+                 validation_sec, epoch_sec, elapsed, epochs, self._max_epochs)
+
+  def resume(self, decision: Dict[str, Any]) -> None:
+    """Takes the decision of a run that was stopped after making it (call after
+    `begin_phase`): a resumed training keeps the epochs and the schedule length it chose."""
+    self.decision = dict(decision)
+    if isinstance(self._schedule, WarmupCosine):
+      self._schedule.set_total_steps(max(decision['epochs_chosen'] * self._steps_per_epoch,
+                                         self._schedule.decay_start))
+
+  def on_epoch_end(self, epoch, logs=None):
+    done = epoch + 1 - self._first_epoch
+    if done == 1 and not self.decision:
+      self._decide()
+    if self.decision and done >= self.decision['epochs_chosen']:
+      self.model.stop_training = True
+
+  def record(self) -> Dict[str, Any]:
+    """What the budget measured and chose, and the training's time (first phase's start to now,
+    between-phase compilation included), for `training_stats.json`."""
+    return {**self.decision, 'budget_minutes': self.budget_sec / 60,
+            'training_sec': self.elapsed()}
 
 
 # --- loss and metrics ---

@@ -19,6 +19,8 @@ from modules import models
 # Single-epoch steady state: skip at least this many first steps, or this fraction of the epoch.
 _WARMUP_SKIP_STEPS = 5
 _WARMUP_SKIP_FRACTION = 0.1
+# /proc/cpuinfo flags recorded with the device: vector (AVX, FMA) and matrix (AMX) extensions.
+_SIMD_FLAG_PREFIXES = ('avx', 'fma', 'amx')
 
 
 class TrainingTimer(keras.callbacks.Callback):
@@ -30,6 +32,8 @@ class TrainingTimer(keras.callbacks.Callback):
   tracing, divided by its steps. When no such epoch exists (a single epoch), it uses the last
   epoch's steps after the first max(5, 10%) of them, always keeping at least one step.
   Successive `fit` calls with the same timer (e.g. fine-tuning phases) accumulate.
+  Validation batches are timed too, for a time budget's estimate of an epoch
+  (`last_validation_sec`).
   """
 
   def __init__(self, batch_size: int, clock: Callable[[], float] = time.perf_counter):
@@ -50,6 +54,12 @@ class TrainingTimer(keras.callbacks.Callback):
     self._batch_ends: List[Tuple[int, float]] = []  # (steps done, time) in the current epoch
     self._last_epoch_batches: List[Tuple[int, float]] = []
     self._last_epoch_first_call_time = 0.0
+    self._test_start = 0.0
+    self._test_batch_ends: List[Tuple[int, float]] = []  # (steps done, time) of a validation
+    self.validation_times: List[float] = []  # seconds of each validation run in fit
+    self._last_validation_sec = 0.0
+    # What a `training.TimeBudget` measured and chose, when one chose the epochs.
+    self.time_budget: Optional[Dict[str, Any]] = None
 
   def on_train_begin(self, logs=None):
     self._fit_start = self._clock()
@@ -78,6 +88,29 @@ class TrainingTimer(keras.callbacks.Callback):
       steps_done = min(steps_done, self.params['steps'])
     self._batch_ends.append((steps_done, now))
 
+  def on_test_begin(self, logs=None):
+    self._test_start = self._clock()
+    self._test_batch_ends = []
+
+  def on_test_batch_end(self, batch, logs=None):
+    self._test_batch_ends.append((batch + 1, self._clock()))
+
+  def on_test_end(self, logs=None):
+    now = self._clock()
+    self.validation_times.append(now - self._test_start)
+    ends = self._test_batch_ends
+    if len(ends) >= 2:
+      # The first batch traces the evaluation step: scale the later batches' time up to all.
+      (first_done, first_end), (last_done, last_end) = ends[0], ends[-1]
+      self._last_validation_sec = (last_end - first_end) * last_done / (last_done - first_done)
+    else:
+      self._last_validation_sec = now - self._test_start
+
+  def last_validation_sec(self) -> float:
+    """Steady-state seconds of the last validation run: its batches after the first (which
+    traces), scaled to all its batches; its whole time when it had one batch; 0 if none ran."""
+    return self._last_validation_sec
+
   def on_epoch_end(self, epoch, logs=None):
     now = self._clock()
     self.epoch_times.append(now - self._epoch_start)
@@ -102,6 +135,11 @@ class TrainingTimer(keras.callbacks.Callback):
     if steps > 0:
       seconds = sum(self.train_times[i] for i in steady)
       return 1000 * seconds / steps, f'{steps} steps of {len(steady)} epoch(s) after the first'
+    return self.last_epoch_ms_per_step()
+
+  def last_epoch_ms_per_step(self) -> Tuple[Optional[float], str]:
+    """(ms per step, description) of the last epoch alone: its steps after the first max(5, 10%)
+    of them (tracing, input warm-up), always keeping at least one batch call."""
     batches = self._last_epoch_batches
     if not batches:
       return None, 'no training step recorded'
@@ -132,6 +170,10 @@ def device_info() -> Dict[str, Any]:
       'gpu_count': len(gpus),
       'cpu_model': cpu_model,
       'cpu_cores': os.cpu_count(),
+      # The vector and matrix instruction sets, which set a CPU's step time (and `--precision
+      # auto`): e.g. avx2 only, or avx512f with avx512_bf16.
+      'cpu_simd_flags': sorted(f for f in machine.cpu_flags()
+                               if f.startswith(_SIMD_FLAG_PREFIXES)),
   }
 
 
@@ -151,7 +193,8 @@ def collect(timer: TrainingTimer,
 
   Returns:
     A flat dict: per-epoch times and logs, steady-state ms/step and examples/s, total training
-    time, parameter counts, peak host memory and the device.
+    time, parameter counts, peak host memory and the device; with a time budget, what it
+    measured and chose (`time_budget`).
   """
   ms_per_step, rule = timer.steady_state()
   trainable_params, total_params = models.count_params(model)
@@ -186,6 +229,8 @@ def collect(timer: TrainingTimer,
       'keras_version': keras.__version__,
       **device_info(),
   }
+  if timer.time_budget is not None:
+    stats['time_budget'] = timer.time_budget
   for key, value in (extra or {}).items():
     if key in stats:
       raise ValueError(f'extra key {key!r} would overwrite a measured statistic.')
@@ -201,7 +246,16 @@ def format_summary(stats: Dict[str, Any]) -> str:
     return 'n/a' if value is None else format(value, fmt)
 
   total = stats.get('total_training_time_sec') or 0.0
-  return '\n'.join([
+  budget = stats.get('time_budget')
+  budget_lines = []
+  if budget and budget.get('epochs_chosen') is not None:
+    budget_lines = [
+        f'Time budget: {budget["budget_minutes"]:g} min; {budget["epoch_sec"]:.1f} s/epoch '
+        f'({budget["ms_per_step"]:.1f} ms/step, {budget["validation_sec_per_epoch"]:.1f} s '
+        f'validation) measured after {budget["decided_after_sec"]:.0f} s: '
+        f'{budget["epochs_chosen"]} of at most {budget["max_epochs"]} epochs; trained in '
+        f'{budget["training_sec"] / 60:.1f} min']
+  lines = [
       f'Training: {stats.get("epochs", 0)} epochs in {total / 60:.1f} min ({total:.1f} s); '
       f'{number("ms_per_step", ".1f")} ms/step, {number("examples_per_sec", ",.0f")} examples/s '
       f'at batch {stats.get("batch_size")} (steady state: {stats.get("steady_state_steps")})',
@@ -212,4 +266,5 @@ def format_summary(stats: Dict[str, Any]) -> str:
       f'Device: {stats.get("device_type")} {stats.get("device_name")} '
       f'({stats.get("cpu_cores")} CPU cores); precision {stats.get("precision")}; '
       f'peak host memory {number("peak_host_memory_mib", ",.0f")} MiB',
-  ])
+  ]
+  return '\n'.join(lines[:1] + budget_lines + lines[1:])

@@ -1,12 +1,19 @@
-"""Transform module file: decode the PNG, normalise it the way the chosen model expects.
+"""Transform module file: decode the PNG to pixels; `normalize`, the model family's input range.
 
 TFX's Transform component calls `preprocessing_fn`; the same graph is exported inside the model
 (modules/export.py), so serving takes the raw PNG bytes and there is no training/serving skew.
 
-Resizing to --image-size is NOT done here: Transform materialises images at their stored size
-(32x32 for CIFAR-100, 12 KiB of float32 each), and the model resizes on the fly in its first
-layer. At 224 px, 40,000 materialised training images would be ~24 GB; resized on the fly they
-cost nothing on disk, and the exported model resizes the same way at serving time.
+Transform materialises the decoded pixels, integers in [0, 255] (an int64 feature: ~4.3 KB per
+32x32 image in a tf.Example against 12.3 KB as float32, and 3 KB as uint8 in the Trainer's
+in-memory cache). The normalization the model family expects (`normalize`, below) is the model's
+first layer (modules/models.py), so the Trainer's input, the exported model and every serving
+signature apply the very same function to the very same pixels, and one Transform output serves
+every model of a study whatever its preprocessing mode (docs/benchmarks.md: where Transform's
+time went, and what this saved).
+
+Resizing to --image-size is NOT done here either: the model resizes on the fly in its first
+layers. At 224 px, 40,000 materialised training images would be ~6 GB even as uint8; resized on
+the fly they cost nothing on disk, and the exported model resizes the same way at serving time.
 """
 from typing import Any, Dict
 
@@ -14,8 +21,6 @@ import tensorflow as tf
 
 from base import constants
 
-# Keys of the Transform component's custom_config.
-PREPROCESSING = 'preprocessing'  # one of PREPROCESSING_MODES (modules.models.ModelSpec)
 
 # keras.applications' preprocess_input modes, for images in [0, 255].
 _IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -42,20 +47,31 @@ def normalize(images: tf.Tensor, mode: str) -> tf.Tensor:
   raise ValueError(f'unknown preprocessing mode {mode!r}')
 
 
+def normalize_pixels(pixels: tf.Tensor, mode: str) -> tf.Tensor:
+  """Pixels in [0, 255] of any numeric dtype (Transform's int64, the cache's uint8) -> `normalize`
+  in float32: what the model's first layer computes."""
+  return normalize(tf.cast(pixels, tf.float32), mode)
+
+
 def decode_images(png_bytes: tf.Tensor, size: int) -> tf.Tensor:
-  """[B] or [B, 1] PNG strings -> [B, size, size, 3] float32 in [0, 255]."""
+  """[B] or [B, 1] PNG strings -> [B, size, size, 3] uint8 pixels."""
   png_bytes = tf.reshape(png_bytes, [-1])
-  images = tf.map_fn(
+  # decode_png takes one image; map_fn runs the decodes of a batch in parallel iterations.
+  return tf.map_fn(
       lambda png: tf.ensure_shape(tf.io.decode_png(png, channels=3), [size, size, 3]),
-      png_bytes, fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8))
-  return tf.cast(images, tf.float32)
+      png_bytes, fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8),
+      parallel_iterations=32)
 
 
 # Called by the Transform component (and by the exported model's serving signatures).
 def preprocessing_fn(inputs: Dict[str, tf.Tensor], custom_config: Dict[str, Any]):
-  """Raw features -> {image_xf: [B, S, S, 3] float32 normalised, label_xf: [B] int64}."""
+  """Raw features -> {image_xf: [B, S, S, 3] int64 pixels in [0, 255], label_xf: [B] int64}.
+
+  int64 because a tf.Example holds only int64, float32 and bytes: it stores 0..127 in one byte and
+  128..255 in two. No analyzer: TFT's analysis pass has nothing to compute.
+  """
   images = decode_images(inputs[constants.IMAGE_KEY], int(custom_config[constants.STORED_IMAGE_SIZE]))
   return {
-      constants.IMAGE_XF_KEY: normalize(images, custom_config[PREPROCESSING]),
+      constants.IMAGE_XF_KEY: tf.cast(images, tf.int64),
       constants.LABEL_XF_KEY: tf.reshape(inputs[constants.LABEL_KEY], [-1]),
   }

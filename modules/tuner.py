@@ -126,10 +126,12 @@ def stage_hyperparameters(path: str, output_dir: str) -> str:
 
 def make_tuner(name: str, hypermodel: keras_tuner.HyperModel, trials: int, epochs: int,
                directory: str, seed: int) -> keras_tuner.Tuner:
-  """A KerasTuner tuner maximising validation accuracy (on the `eval` split)."""
+  """A KerasTuner tuner maximising validation accuracy (on the `eval` split). It reloads the
+  trials a stopped search left in `directory` (the Tuner keeps one per search: its
+  `search_folder`), so finished trials are not run again."""
   common = dict(hypermodel=hypermodel, directory=directory, project_name='search', seed=seed,
                 objective=keras_tuner.Objective(constants.VAL_ACCURACY, direction='max'),
-                overwrite=True)
+                overwrite=False)
   if name == 'random':
     return keras_tuner.RandomSearch(max_trials=trials, **common)
   if name == 'bayesian':

@@ -8,7 +8,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from base import constants
+from base import compat, constants
 from pipeline.evaluation import ACCURACY, TOP_K_ACCURACY, macro_precision_recall
 
 EXAMPLE_COUNT = 'example_count'  # the name of TFMA's ExampleCount metric (tests check it)
@@ -214,7 +214,7 @@ def load_eval_result(uri: str):
   """
   import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
   # The EvalRun record that load_eval_result itself reads first.
-  eval_config = tfma.writers.eval_config_writer.load_eval_run(uri)[0]
+  eval_config = compat.load_eval_run(uri)[0]
   specs = list(eval_config.model_specs) if eval_config else []
   candidate = next((s.name for s in specs if not s.is_baseline), None) if len(specs) > 1 else None
   return tfma.load_eval_result(uri, model_name=candidate)

@@ -8,7 +8,7 @@ from typing import Callable, Optional, Sequence
 
 from base.configs import (DataConfig, EvaluationConfig, PipelineConfig, RunnerConfig,
                           StudyTag, TrainingConfig, TuningConfig)
-from base.errors import UserError, user_error_message
+from base.errors import UserError, os_error_message, user_error_message
 
 
 def _csv(value: str):
@@ -50,6 +50,24 @@ def _fine_tune_layers(value: str) -> str:
   return value
 
 
+# Namespace attribute: the dests of the flags given on the command line (`_Given` notes them).
+_GIVEN = 'given_flags'
+
+
+class _Given(argparse.Action):
+  """Stores the value and notes that the flag was given: --epochs and --time-budget exclude
+  each other only when both are, and a given --epochs turns the default time budget off."""
+
+  def __call__(self, parser, namespace, values, option_string=None):
+    setattr(namespace, self.dest, values)
+    setattr(namespace, _GIVEN, getattr(namespace, _GIVEN, frozenset()) | {self.dest})
+
+
+def given_flags(args: argparse.Namespace) -> frozenset:
+  """The dests of the `_Given` flags the command line gave (even when equal to the default)."""
+  return getattr(args, _GIVEN, frozenset())
+
+
 def add_training_flags(parser: argparse.ArgumentParser) -> None:
   t = TrainingConfig()
   g = parser.add_argument_group('model and training')
@@ -68,13 +86,21 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
                  help="dropout before the classifier (default: the model's own)")
   g.add_argument('--fine-tune-layers', type=_fine_tune_layers, default=t.fine_tune_layers,
                  help="transfer models: 0 = frozen backbone, K = its top K layers train, 'all' "
-                 '(default %(default)s)')
+                 "(default: the model's: all for mobilenet, 0 for the other backbones)")
   g.add_argument('--head-epochs', type=int, default=t.head_epochs,
                  help='when fine-tuning: epochs that train the new head alone first '
                  '(default %(default)s)')
   g.add_argument('--fine-tune-learning-rate', type=float, default=t.fine_tune_learning_rate,
                  help='learning rate once backbone layers train (default %(default)s)')
-  g.add_argument('--epochs', type=int, default=t.epochs, help='(default %(default)s)')
+  g.add_argument('--epochs', type=int, default=t.epochs, action=_Given,
+                 help='train exactly N epochs (no time budget); without it, the most the time '
+                 'budget may choose (default %(default)s)')
+  g.add_argument('--time-budget', type=float, default=t.time_budget, action=_Given,
+                 metavar='MINUTES',
+                 help='training time (head epochs, fine-tuning and validation included) on this '
+                 'machine: the epochs, at most the default --epochs, are chosen from the step '
+                 'time measured in the first epoch; a given --epochs turns it off; both: an '
+                 'error (default %(default)s)')
   g.add_argument('--batch-size', type=int, default=t.batch_size, help='(default %(default)s)')
   g.add_argument('--optimizer', default=t.optimizer,
                  help="adam | adamw | sgd | rmsprop (default: the model's: sgd for resnet, "
@@ -177,6 +203,12 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
       beam_workers=args.beam_workers)
   training = TrainingConfig(**{
       f.name: getattr(args, f.name) for f in dataclasses.fields(TrainingConfig)})
+  given = given_flags(args)
+  if {'epochs', 'time_budget'} <= given:
+    raise UserError('--epochs and --time-budget exclude each other: --epochs N trains exactly N '
+                    'epochs, --time-budget MINUTES chooses the epochs that fit')
+  if 'epochs' in given:
+    training = dataclasses.replace(training, time_budget=None)
   runner = RunnerConfig(pipeline_name=args.pipeline_name, output_dir=args.output_dir,
                         enable_cache=args.enable_cache)
   tuning = TuningConfig(tuner=args.tuner, tuner_trials=args.tuner_trials,
@@ -202,7 +234,8 @@ def check_writable_dir(path: str, flag: str = '--output-dir') -> None:
 
 def run_main(main: Callable[[Optional[Sequence[str]]], None],
              argv: Optional[Sequence[str]] = None) -> None:
-  """Runs `main`, turning a UserError (even one wrapped by Beam or TFX) into one line, exit 2."""
+  """Runs `main`, turning a UserError, or a disk-full or permission error (`os_error_message`),
+  even one wrapped by Beam or TFX, into one line, exit 2."""
   try:
     main(argv)
   except KeyboardInterrupt:
@@ -210,6 +243,10 @@ def run_main(main: Callable[[Optional[Sequence[str]]], None],
   except Exception as e:  # pylint: disable=broad-except
     message = user_error_message(e)
     if message is None:
-      raise
+      disk = os_error_message(e)
+      if disk is None:
+        raise
+      message = (f'{disk}; free space or fix the permissions and run again: the components '
+                 'that finished are reused from the cache')
     print(f'error: {message}', file=sys.stderr)
     sys.exit(2)

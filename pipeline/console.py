@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
 from absl import logging as absl_logging
 
-from base.errors import user_error_message
+from base.errors import os_error_message, user_error_message
 
 LOG_DIR = 'logs'
 
@@ -81,9 +81,12 @@ def end_line(component: str, event: str, seconds: float = 0.0, reason: str = '')
 
 
 def failure_reason(exc: BaseException) -> str:
-  """The UserError message when `exc` carries one (even wrapped by Beam or TFX), else the
-  exception's class and the last line of its message ('FailedPreconditionError: ...')."""
+  """The UserError message when `exc` carries one (even wrapped by Beam or TFX), or the path and
+  reason of a disk-full or permission error, else the exception's class and the last line of its
+  message ('FailedPreconditionError: ...')."""
   message = user_error_message(exc)
+  if message is None:
+    message = os_error_message(exc)
   if message is not None:
     return message
   lines = [l.strip() for l in str(exc).splitlines() if l.strip()]

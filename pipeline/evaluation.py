@@ -8,7 +8,7 @@ of tensorflow/tfx issue 2341 with multi-class metrics.
 """
 import json
 
-from base import constants
+from base import compat, constants
 from base.configs import EvaluationConfig
 from base.errors import UserError
 
@@ -33,33 +33,33 @@ def make_eval_config(num_classes: int, min_accuracy: float,
   TFMA 0.47's binarized Precision/Recall with top_k=1 cannot be macro-averaged (its aggregation
   looks the per-class values up without their top_k and fails with a KeyError).
   """
-  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top  (10-20 s)
-  threshold = tfma.MetricThreshold(
-      value_threshold=tfma.GenericValueThreshold(lower_bound={'value': min_accuracy}))
+  tfma_config = compat.tfma_config()  # TFMA's config protos, on both stacks (imports TFMA: 10-20 s)
+  threshold = tfma_config.MetricThreshold(
+      value_threshold=tfma_config.GenericValueThreshold(lower_bound={'value': min_accuracy}))
   if compare_to_baseline:
-    threshold.change_threshold.CopyFrom(tfma.GenericChangeThreshold(
-        direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={'value': -1e-10}))
+    threshold.change_threshold.CopyFrom(tfma_config.GenericChangeThreshold(
+        direction=tfma_config.MetricDirection.HIGHER_IS_BETTER, absolute={'value': -1e-10}))
   top_k = min(TOP_K, num_classes)
-  return tfma.EvalConfig(
-      model_specs=[tfma.ModelSpec(
+  return tfma_config.EvalConfig(
+      model_specs=[tfma_config.ModelSpec(
           signature_name=constants.SERVING_SIGNATURE,
           preprocessing_function_names=[constants.TRANSFORM_SIGNATURE],
           label_key=constants.LABEL_KEY,
           prediction_key=constants.PROBABILITIES_OUTPUT)],
-      slicing_specs=[tfma.SlicingSpec()] + [
-          tfma.SlicingSpec(feature_keys=[key]) for key in SLICE_FEATURES],
+      slicing_specs=[tfma_config.SlicingSpec()] + [
+          tfma_config.SlicingSpec(feature_keys=[key]) for key in SLICE_FEATURES],
       metrics_specs=[
-          tfma.MetricsSpec(metrics=[
-              tfma.MetricConfig(class_name='ExampleCount'),
+          tfma_config.MetricsSpec(metrics=[
+              tfma_config.MetricConfig(class_name='ExampleCount'),
               # Blessing looks at the overall slice only: a better model may still lose a
               # little on a class of a few test images.
-              tfma.MetricConfig(
+              tfma_config.MetricConfig(
                   class_name='SparseCategoricalAccuracy',
-                  per_slice_thresholds=[tfma.PerSliceMetricThreshold(
-                      slicing_specs=[tfma.SlicingSpec()], threshold=threshold)]),
-              tfma.MetricConfig(class_name='SparseTopKCategoricalAccuracy',
-                                config=json.dumps({'k': top_k})),
-              tfma.MetricConfig(class_name='MultiClassConfusionMatrixPlot'),
+                  per_slice_thresholds=[tfma_config.PerSliceMetricThreshold(
+                      slicing_specs=[tfma_config.SlicingSpec()], threshold=threshold)]),
+              tfma_config.MetricConfig(class_name='SparseTopKCategoricalAccuracy',
+                                       config=json.dumps({'k': top_k})),
+              tfma_config.MetricConfig(class_name='MultiClassConfusionMatrixPlot'),
           ]),
       ])
 

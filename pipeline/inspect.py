@@ -17,7 +17,7 @@ import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from pipeline import cli
-from pipeline.runs import SECTIONS, list_runs, open_store, run_details
+from pipeline.runs import SECTIONS, list_runs, open_store, read_ledger, run_details
 from base.configs import RunnerConfig
 
 # Bookkeeping properties that every artifact carries: hidden in the text output, kept in JSON.
@@ -357,7 +357,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
   store = open_store(args.output_dir)
   metadata_path = RunnerConfig(output_dir=args.output_dir).metadata_path
   if args.run is None:
-    runs = list_runs(store)
+    runs = list_runs(store, read_ledger(args.output_dir))
     print(to_json({'metadata_path': metadata_path, 'runs': runs}) if args.json
           else format_runs(runs, metadata_path))
     return

@@ -11,12 +11,11 @@ from tfx import v1 as tfx
 from components.data_validation import CuratedSchemaGen, ValidationGate
 from components.example_gen.component import Cifar100ExampleGen
 from components.tuner import Tuner
-from modules import models
 from modules import tuner as tuner_module
 from modules import trainer as trainer_module
-from modules import transform as transform_module
 from base.configs import DataConfig, PipelineConfig
 from pipeline import evaluation
+from pipeline.vertex import VertexTraining
 from base import constants
 from base.constants import EVAL_SPLIT, TEST_SPLIT, TRAIN_SPLIT
 
@@ -105,13 +104,15 @@ def make_example_gen(data: DataConfig) -> Cifar100ExampleGen:
 
 def create_pipeline(config: PipelineConfig,
                     metadata_connection_config: Optional[object] = None,
-                    beam_args: Optional[List[str]] = None) -> tfx.dsl.Pipeline:
+                    beam_args: Optional[List[str]] = None,
+                    vertex_training: Optional[VertexTraining] = None) -> tfx.dsl.Pipeline:
   """The pipeline's components in DAG order, for a config resolved by `pipeline.data`.
 
   Args:
     config: the resolved config.
     metadata_connection_config: ML Metadata (None: the orchestrator's own, e.g. Vertex).
     beam_args: Beam pipeline args; None: the local DirectRunner (`beam_pipeline_args`).
+    vertex_training: run the Tuner and Trainer as Vertex AI Training jobs (kubeflow_runner).
   """
   data = config.data
   example_gen = make_example_gen(data)
@@ -130,14 +131,19 @@ def create_pipeline(config: PipelineConfig,
       examples=example_gen.outputs['examples'],
       schema=schema,
       preprocessing_fn=PREPROCESSING_FN,
+      # Decoded pixels whatever the model (it normalizes them in its first layer): every model
+      # of the same data reuses one cached Transform output.
       custom_config={
-          transform_module.PREPROCESSING: models.get_spec(config.training.model).preprocessing,
           constants.STORED_IMAGE_SIZE: data.stored_image_size,
           constants.CODE_FINGERPRINT: code_fingerprint(),
       },
       # The Evaluator reads the raw test split through the model's own transform signature.
       splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN_SPLIT],
-                                           transform=[TRAIN_SPLIT, EVAL_SPLIT]))
+                                           transform=[TRAIN_SPLIT, EVAL_SPLIT]),
+      # No TFDV statistics of the raw and transformed splits: nothing reads them (StatisticsGen
+      # has the raw ones), and over 3,072 pixel values per image they are costly
+      # (docs/benchmarks.md, data preparation).
+      disable_statistics=True)
   transform.add_upstream_node(validation_gate)  # never train on data that failed validation
 
   # Hyperparameters: searched by the Tuner, imported from an earlier search, or the config's.
@@ -149,7 +155,7 @@ def create_pipeline(config: PipelineConfig,
       constants.CODE_FINGERPRINT: code_fingerprint(),
   }
   if tuning.tuner:
-    tuner = Tuner(
+    tuner = (vertex_training.tuner if vertex_training else Tuner)(
         tuner_fn=TUNER_FN,
         examples=transform.outputs['transformed_examples'],
         transform_graph=transform.outputs['transform_graph'],
@@ -167,7 +173,7 @@ def create_pipeline(config: PipelineConfig,
     tuning_components, hyperparameters, source = (
         [importer], importer.outputs['result'], f'imported: {tuning.hyperparameters}')
 
-  trainer = tfx.components.Trainer(
+  trainer = (vertex_training.trainer if vertex_training else tfx.components.Trainer)(
       run_fn=RUN_FN,
       examples=transform.outputs['transformed_examples'],
       transform_graph=transform.outputs['transform_graph'],

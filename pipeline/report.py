@@ -26,7 +26,7 @@ from base.configs import RunnerConfig
 from base.course import COURSE_BATCH_SIZE, COURSE_MS_PER_STEP, COURSE_NUM_CLASSES
 from base.errors import UserError
 from pipeline import cli, runs
-from pipeline.evaluation import ACCURACY, TOP_K_ACCURACY
+from pipeline.evaluation import ACCURACY, TOP_K, TOP_K_ACCURACY
 
 DEFAULT_REPORT_DIR = 'report'
 REPORT_MD, REPORT_HTML, PLOTS_DIR = 'report.md', 'report.html', 'plots'
@@ -518,8 +518,9 @@ def plot_metric_vs_variant(study: StudyResult, path: str) -> str:
   else:
     ax.set_xticks(list(axis.positions.values()), list(axis.positions), rotation=20, ha='right')
     ax.set_xlim(-0.5, len(axis.positions) - 0.5)
-  for variant in failed:  # at the bottom of the axes, at the variant's x
-    ax.text(axis.positions[variant.variant], 0.03, 'failed', color='tab:red', ha='center',
+  for variant in failed:  # at the bottom of the axes, at the variant's x: why it has no point
+    states = ', '.join(dict.fromkeys(state_word(r) for r in variant.failed)) or 'no run'
+    ax.text(axis.positions[variant.variant], 0.03, states, color='tab:red', ha='center',
             transform=ax.get_xaxis_transform())
   ax.set_xlabel(axis.name)
   ax.set_ylabel('test accuracy')
@@ -539,8 +540,11 @@ def plot_learning_curves(variant: VariantResult, path: str) -> str:
     for ax, train_key, val_key in ((loss_ax, 'train_loss', 'val_loss'),
                                    (acc_ax, 'train_accuracy', constants.VAL_ACCURACY)):
       for key, color, label in ((train_key, 'blue', 'train'), (val_key, 'orange', 'validation')):
-        values = [math.nan if v is None else v for v in stats.get(key) or []]
-        ax.plot(range(1, len(values) + 1), values, color=color, marker='.',
+        # Only the epochs that logged the value (an epoch without validation logs None): a line
+        # through the measured points, not dots broken apart by the gaps.
+        points = [(epoch, v) for epoch, v in enumerate(stats.get(key) or [], start=1)
+                  if v is not None and not math.isnan(v)]
+        ax.plot([e for e, _ in points], [v for _, v in points], color=color, marker='.',
                 alpha=0.9 if len(variant.runs) == 1 else 0.6, label=label if i == 0 else None)
   loss_ax.set_title('Cross Entropy Loss')
   acc_ax.set_title('Classification Accuracy')
@@ -557,7 +561,8 @@ def plot_per_class(run: RunRecord, path: str) -> str:
   plt = _pyplot()
   fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(run.per_class) + 2), 4.5))
   analysis.plot_per_class_accuracy(ax, run.per_class, run.test_accuracy)
-  ax.set_title(f'per-class test accuracy, best run {run.run_id} ({run.variant}, seed {run.seed})')
+  ax.set_title(f'per-class test accuracy of the best run\n{run.run_id} ({run.variant}, seed '
+               f'{run.seed})', fontsize=10)
   return _save(fig, path)
 
 
@@ -622,6 +627,16 @@ TABLE_NOTE = (
     'compiles).')
 
 
+def top_k_note(study: StudyResult) -> str:
+  """A sentence when the study's runs have TOP_K classes or fewer: top-5 accuracy is then 100% by
+  definition, not a result."""
+  counts = sorted({len(r.per_class) for v in study.variants for r in v.runs if r.per_class})
+  if not counts or counts[0] > TOP_K:
+    return ''
+  return (f' With {counts[0]} classes every label is among the top {TOP_K} predictions: top-{TOP_K} '
+          'accuracy is 100% by definition.')
+
+
 def study_blocks(study: StudyResult, report_dir: str) -> List[Block]:
   """A study's section (writes its plots under report_dir/plots/<study>/)."""
   folder = os.path.join(PLOTS_DIR, slug(study.name))
@@ -629,7 +644,7 @@ def study_blocks(study: StudyResult, report_dir: str) -> List[Block]:
             *[Block('p', s) for s in study_summary(study)],
             Block('h3', 'Variants'),
             Block('table', headers=TABLE_HEADERS, rows=study_table(study)),
-            Block('p', TABLE_NOTE)]
+            Block('p', TABLE_NOTE + top_k_note(study))]
   if study.not_counted:
     blocks += [Block('h3', 'Runs that do not count'),
                Block('table', headers=UNFINISHED_HEADERS, rows=unfinished_table(study))]
@@ -661,8 +676,8 @@ def build_document(studies: Sequence[StudyResult], records: Sequence[RunRecord],
                   f'{plural(len(studies), "study", "studies")}, {plural(len(records), "run")}, '
                   f'{len(counted)} counted.')]
   if skipped:
-    blocks.append(Block('p', f'{plural(len(skipped), "run")} without a study tag (plain runs, or '
-                        'runs that stopped before the Trainer, which records the tag) '
+    blocks.append(Block('p', f'{plural(len(skipped), "run")} of no study (plain runs, not '
+                        'started by python -m pipeline.study) '
                         f'{"is" if len(skipped) == 1 else "are"} not in this report: '
                         + ', '.join(skipped) + '.'))
   for study in studies:
@@ -771,13 +786,15 @@ def record_from_details(run: Dict[str, Any], details: Optional[Dict[str, Any]]) 
 def read_records(output_dir: str, studies: Sequence[str] = ()) -> Tuple[List[RunRecord],
                                                                        List[str]]:
   """The study runs of an output dir (only `studies` when given), oldest first, and the ids of
-  runs without a study tag.
+  runs of no study. A run's study comes from its Trainer's tag, or for a run that stopped before
+  its Trainer from the study ledger (`runs.attribute_runs`).
 
   Raises:
     UserError: no store, no runs, or none of the requested studies.
   """
   store = runs.open_store(output_dir)
-  listed = runs.list_runs(store)
+  # The ledger attributes the study runs that stopped before their Trainer (which records the tag).
+  listed = runs.list_runs(store, runs.read_ledger(output_dir))
   metadata = RunnerConfig(output_dir=output_dir).metadata_path
   if not listed:
     raise UserError(f'no pipeline runs in {metadata}: nothing to report (run python -m '

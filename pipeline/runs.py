@@ -18,14 +18,12 @@ full (`evaluation_section`).
 """
 import dataclasses
 import datetime
-import functools
 import glob
-import importlib.util
 import json
+import math
 import os
 import re
 import struct
-import sys
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from google.protobuf import json_format
@@ -34,7 +32,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from base.configs import RunnerConfig, StudyTag
-from base import constants
+from base import compat, constants
 from base.constants import TRAINING_STATS_FILE
 from base.errors import UserError
 from pipeline.evaluation import ACCURACY, TOP_K, TOP_K_ACCURACY
@@ -67,7 +65,6 @@ EXECUTION_RESULT_PROPERTY = '__execution_result__'
 # eval_config.json (the EvalRun, whose model specs name the baseline model).
 METRICS_FILE_PATTERN = 'metrics*'
 EVAL_CONFIG_FILE = 'eval_config.json'
-_TFMA_METRICS_PROTO = 'tensorflow_model_analysis.proto.metrics_for_slice_pb2'
 
 _STATE_NAMES = {number: name for name, number in metadata_store_pb2.Execution.State.items()}
 _INPUT_EVENTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
@@ -191,24 +188,6 @@ def _type_names(store) -> Dict[int, str]:
 
 # ---------------------------------------------------------------- evaluation files ----------
 
-@functools.lru_cache(maxsize=None)
-def _metrics_proto():
-  """TFMA's generated `metrics_for_slice_pb2`, without importing TFMA.
-
-  The module needs only protobuf, but importing it by name first runs the package's __init__,
-  which imports TensorFlow and Beam (12 s on this machine). Loaded from its file instead, it adds
-  the same descriptors to protobuf's default pool, which accepts TFMA's own copy later.
-  """
-  if _TFMA_METRICS_PROTO in sys.modules:
-    return sys.modules[_TFMA_METRICS_PROTO]
-  package = importlib.util.find_spec('tensorflow_model_analysis')  # finds, does not import
-  path = os.path.join(package.submodule_search_locations[0], 'proto', 'metrics_for_slice_pb2.py')
-  spec = importlib.util.spec_from_file_location('_tfma_metrics_for_slice_pb2', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def _tfrecords(path: str) -> Iterator[bytes]:
   """The records of an uncompressed TFRecord file. Each is framed as a little-endian uint64
   length, 4 bytes of its CRC, the data, 4 bytes of the data's CRC; the CRCs are not checked, a
@@ -249,7 +228,7 @@ def overall_metrics(evaluation_uri: str) -> Dict[str, float]:
   if not paths:
     raise FileNotFoundError(f'no {METRICS_FILE_PATTERN} files in {evaluation_uri}')
   baselines = _baseline_models(evaluation_uri)
-  proto = _metrics_proto()
+  proto = compat.tfma_metrics_proto()
   for path in paths:
     for record in _tfrecords(path):
       metrics = proto.MetricsForSlice.FromString(record)
@@ -418,15 +397,87 @@ def _result_outputs(store, runs: Sequence[_Run]) -> Dict[int, List[Tuple[str, st
                                        if e['class'] in (TRAINER, EVALUATOR)])
 
 
-def list_runs(store: metadata_store.MetadataStore) -> List[Dict[str, Any]]:
+def list_runs(store: metadata_store.MetadataStore,
+              ledger: Sequence[Dict[str, Any]] = ()) -> List[Dict[str, Any]]:
   """Every pipeline run in the store, oldest first (the newest last): id, pipeline, start time,
   duration, state, failed components and why, study and variant, seed, test accuracy and top-k
   accuracy, model URI and training_stats.json path, execution counts, config summary, training
-  config, executions. Reads no TensorFlow or TFMA (see `overall_metrics`)."""
+  config, executions. Reads no TensorFlow or TFMA (see `overall_metrics`).
+
+  `ledger`: the study ledger of the output dir (`read_ledger`), which attributes the runs that
+  stopped before their Trainer (`attribute_runs`)."""
   node_names, type_names = _node_names(store), _type_names(store)
   runs = [_read_run(store, context, node_names, type_names) for context in _run_contexts(store)]
   outputs = _result_outputs(store, runs)
-  return [_summary(run, outputs) for run in runs]
+  return attribute_runs([_summary(run, outputs) for run in runs], ledger)
+
+
+# ---------------------------------------------------------------- the study ledger ----------
+#
+# A run records its study tag in its Trainer's configuration (so that the tag never changes the
+# data components' cache keys); a run that fails in ExampleGen .. Transform has no Trainer and no
+# tag. `pipeline.study` therefore also writes, in the output dir, one JSON line per run as it
+# starts it (pipeline, study, variant, seed, start time) and one as it ends (the same and the end
+# time). TFX names a run by its start time and the study starts one local_runner process (one
+# run) at a time, so the run of an entry is the first run of its pipeline that started between
+# the entry's start and end (a study killed mid-run wrote no end: the next entry's start).
+
+_LEDGER_KEYS = ('pipeline', 'study', 'variant', 'seed', 'started')
+
+
+def ledger_path(output_dir: str) -> str:
+  return RunnerConfig(output_dir=output_dir).study_ledger_path
+
+
+def append_ledger(output_dir: str, entry: Dict[str, Any]) -> None:
+  """Appends one entry ({pipeline, study, variant, seed, started[, ended]}, times in seconds
+  since the epoch) to the output dir's study ledger."""
+  with open(ledger_path(output_dir), 'a') as f:
+    f.write(json.dumps(entry, sort_keys=True) + '\n')
+
+
+def read_ledger(output_dir: str) -> List[Dict[str, Any]]:
+  """The study ledger's entries, oldest first, the start and end lines of a run merged; [] when
+  there is none. Lines that are not a complete entry (a study killed while writing) are skipped."""
+  try:
+    with open(ledger_path(output_dir)) as f:
+      lines = f.read().splitlines()
+  except FileNotFoundError:
+    return []
+  merged: Dict[Tuple[Any, ...], Dict[str, Any]] = {}
+  for line in lines:
+    try:
+      entry = json.loads(line)
+    except ValueError:
+      continue
+    if not isinstance(entry, dict) or any(k not in entry for k in _LEDGER_KEYS):
+      continue
+    key = tuple(entry[k] for k in _LEDGER_KEYS)
+    merged[key] = {**merged.get(key, {}), **entry}
+  return sorted(merged.values(), key=lambda e: e['started'])
+
+
+def _started_sec(record: Dict[str, Any]) -> float:
+  """A run's start (`started`, ISO 8601 with its UTC offset, whole seconds) since the epoch."""
+  return datetime.datetime.fromisoformat(record['started']).timestamp()
+
+
+def attribute_runs(records: Sequence[Dict[str, Any]],
+                   ledger: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+  """The `list_runs` records with the study, variant and seed of each untagged run that a ledger
+  entry started (`attributed`: 'ledger'); a run whose Trainer recorded its tag keeps it."""
+  entries = sorted(ledger, key=lambda e: e['started'])
+  result = [dict(r) for r in records]
+  for i, entry in enumerate(entries):
+    end = entry.get('ended') or (entries[i + 1]['started'] if i + 1 < len(entries) else math.inf)
+    # Whole seconds: `started` of a record is rounded down to them.
+    mine = [r for r in result if r.get('pipeline') == entry['pipeline'] and
+            math.floor(entry['started']) <= _started_sec(r) <= end]
+    if not mine or mine[0].get('study'):
+      continue
+    mine[0].update(study=entry['study'], variant=entry['variant'], seed=entry['seed'],
+                   attributed='ledger')
+  return result
 
 
 def find_run(store: metadata_store.MetadataStore, run_id: str) -> metadata_store_pb2.Context:

@@ -16,6 +16,8 @@ preprocessing, so TFX's cache runs them once per distinct data and preprocessing
 other variant reuses their outputs; a variant whose run is already COMPLETE in the store (same
 pipeline, study, variant and seed) is skipped, so a study started again after an interruption or a
 failure runs only what is missing. Every variant's config is checked before the first run starts.
+Each run started is also written to the output dir's study ledger (`pipeline.runs.append_ledger`),
+so a run that fails before its Trainer, which records the tag, still counts as its variant's.
 """
 import argparse
 import collections
@@ -374,8 +376,8 @@ def base_argv(args: argparse.Namespace) -> List[str]:
     if dest in ('study', 'variant', 'seed'):
       continue
     value = getattr(args, dest, action.default)
-    if value == action.default:
-      continue
+    if value == action.default and dest not in cli.given_flags(args):
+      continue  # (a given --epochs 45 still counts: it turns the time budget off)
     option = action.option_strings[0]
     argv += [option] if action.nargs == 0 else [option, _flag_text(value)]
   return argv
@@ -585,7 +587,7 @@ def _store_records(output_dir: str) -> List[Dict[str, Any]]:
   if not os.path.isfile(RunnerConfig(output_dir=output_dir).metadata_path):
     return []
   from pipeline import runs  # pylint: disable=g-import-not-at-top
-  return runs.list_runs(runs.open_store(output_dir))
+  return runs.list_runs(runs.open_store(output_dir), runs.read_ledger(output_dir))
 
 
 def _started_at(record: Dict[str, Any]) -> float:
@@ -602,23 +604,32 @@ def _run_once(run: PlannedRun, study: str, output_dir: str) -> None:
   command = [sys.executable, LOCAL_RUNNER, *run.argv]
   print(f'\n=== {study}: {run.variant.label}, seed {run.seed} ===\n$ '
         + ' '.join(command[1:]), flush=True)
+  from pipeline import runs  # pylint: disable=g-import-not-at-top
   tail = collections.deque(maxlen=400)
   started = time.time()
+  # In the output dir's study ledger before the run starts and again when it ended, so that the
+  # run stays attributable to this variant and seed even if it fails before its Trainer (which
+  # records the study tag in ML Metadata): `runs.attribute_runs`.
+  entry = {'pipeline': run.config.runner.pipeline_name, 'study': study,
+           'variant': run.variant.label, 'seed': run.seed, 'started': started}
+  runs.append_ledger(output_dir, entry)
   env = dict(os.environ, PYTHONUNBUFFERED='1')
-  with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                        bufsize=1, env=env) as process:
-    try:
-      for line in process.stdout:
-        sys.stdout.write(line)
-        tail.append(line)
-      code = process.wait()
-    except KeyboardInterrupt:
-      process.wait()  # the child got the same SIGINT: let it stop and record its state
-      raise
+  try:
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          bufsize=1, env=env) as process:
+      try:
+        for line in process.stdout:
+          sys.stdout.write(line)
+          tail.append(line)
+        code = process.wait()
+      except KeyboardInterrupt:
+        process.wait()  # the child got the same SIGINT: let it stop and record its state
+        raise
+  finally:
+    runs.append_ledger(output_dir, {**entry, 'ended': time.time()})
   run.seconds = time.time() - started
   sys.stdout.flush()
-  # The newest run of the pipeline started since this process did (before it reaches the
-  # Trainer, a run carries no study tag).
+  # The newest run of the pipeline started since this process did.
   mine = [r for r in _store_records(output_dir)
           if r.get('pipeline') == run.config.runner.pipeline_name and
           _started_at(r) >= started - 1]

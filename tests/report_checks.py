@@ -16,6 +16,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
+from base import compat  # the one place that knows where each stack's TFMA keeps load_eval_run
+
 REPORT_MD, REPORT_HTML = 'report.md', 'report.html'
 ACCURACY = 'sparse_categorical_accuracy'
 TOP_K_ACCURACY = 'sparse_top_k_categorical_accuracy'
@@ -151,7 +153,7 @@ def read_evaluation(uri: str) -> Tuple[Dict[str, float], Dict[str, float]]:
   """(overall {accuracy, top-k accuracy}, per-class accuracy by class name) of a ModelEvaluation,
   for the candidate model (with a baseline, TFMA stores both)."""
   import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
-  eval_config = tfma.writers.eval_config_writer.load_eval_run(uri)[0]
+  eval_config = compat.load_eval_run(uri)[0]
   specs = list(eval_config.model_specs)
   name = next(s.name for s in specs if not s.is_baseline) if len(specs) > 1 else None
   result = tfma.load_eval_result(uri, model_name=name)

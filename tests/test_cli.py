@@ -95,3 +95,21 @@ def test_missing_keras_cache_and_no_network(tmp_path):
                         'CIFAR100_URL': 'http://127.0.0.1:9/cifar-100-python.tar.gz'})
   assert_one_line_error(result, 'put cifar-100-python.tar.gz at ' + str(
       tmp_path / 'keras' / 'datasets' / 'cifar-100-python.tar.gz'))
+
+
+@pytest.mark.parametrize('argv,expected', [
+    (['--model', 'mobilenet'], 'all'),  # the model's own: modules/models.py, docs/results.md
+    (['--model', 'vgg16'], '0'),
+    (['--model', 'resnet'], 'all'),  # from scratch: every layer
+    (['--model', 'mobilenet', '--fine-tune-layers', '0'], '0'),
+    (['--model', 'vgg16', '--fine-tune-layers', '5'], '5'),
+])
+def test_fine_tune_layers_default_to_the_models(argv, expected):
+  """Like --optimizer and --learning-rate: None in the config, the model's own once resolved."""
+  from pipeline import cli  # pylint: disable=g-import-not-at-top
+  from modules import trainer  # pylint: disable=g-import-not-at-top
+  config = cli.config_from_args(cli.build_parser('').parse_args(argv)).training
+  given = '--fine-tune-layers' in argv
+  assert config.fine_tune_layers == (expected if given else None)
+  assert trainer.with_model_defaults(config).fine_tune_layers == expected
+  assert str(trainer.fine_tune_layers_of(config)) == expected

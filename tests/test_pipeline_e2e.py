@@ -73,7 +73,7 @@ def test_serving_signature_matches_the_training_path(pipeline_run):
   np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
   # The training-time path: Transform's materialised eval split into the saved Keras model.
-  spec = {constants.IMAGE_XF_KEY: tf.io.FixedLenFeature([32, 32, 3], tf.float32),
+  spec = {constants.IMAGE_XF_KEY: tf.io.FixedLenFeature([32, 32, 3], tf.int64),
           constants.LABEL_XF_KEY: tf.io.FixedLenFeature([], tf.int64)}
   materialized = tf.io.parse_example(
       e2e.serialized_split(config, constants.EVAL_SPLIT, e2e.TRANSFORM), spec)

@@ -306,3 +306,40 @@ def test_help_lists_every_flag():
   text = report.build_parser().format_help()
   for flag in ('--output-dir', '--study', '--report-dir'):
     assert flag in text
+
+
+def test_top_k_accuracy_with_k_classes_or_fewer_is_called_meaningless():
+  """3 classes: every label is among any 5 predictions, so top-5 accuracy is 100% whatever the
+  model; the note says so. With more than 5 classes there is nothing to say."""
+  three = report.group_study('s', [record('augment=none', 0), record('augment=basic', 0)])
+  assert report.top_k_note(three) == (' With 3 classes every label is among the top 5 '
+                                      'predictions: top-5 accuracy is 100% by definition.')
+  six = report.group_study('s', [record('augment=none', 0)])
+  six.variants[0].runs[0].per_class = [{'class': f'c{i}', ACCURACY: 0.5} for i in range(6)]
+  assert report.top_k_note(six) == ''
+
+
+def test_learning_curves_join_the_epochs_that_logged_validation(tmp_path):
+  """An epoch without validation (None in training_stats.json) leaves a gap in the data, not in
+  the line: the validation line is drawn through the epochs that have a value."""
+  import matplotlib
+  matplotlib.use('Agg')
+  from matplotlib import pyplot
+  run = record('augment=none', 0)
+  run.stats['val_accuracy'] = [0.4, None, 0.6]
+  run.stats['train_accuracy'] = [0.5, 0.6, 0.7]
+  variant = report.group_study('s', [run]).variants[0]
+  captured = []
+  original = pyplot.Axes.plot
+
+  def spy(ax, xs, ys, **kwargs):
+    captured.append((kwargs.get('color'), list(xs), list(ys)))
+    return original(ax, xs, ys, **kwargs)
+
+  pyplot.Axes.plot = spy
+  try:
+    report.plot_learning_curves(variant, str(tmp_path / 'curves.png'))
+  finally:
+    pyplot.Axes.plot = original
+  assert ('orange', [1, 3], [0.4, 0.6]) in captured
+  assert ('blue', [1, 2, 3], [0.5, 0.6, 0.7]) in captured

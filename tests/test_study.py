@@ -209,6 +209,16 @@ def test_base_argv_carries_the_users_flags_and_not_the_studys():
   assert study.parse_run(argv + ['--seed', '7']) == expected
 
 
+def test_base_argv_keeps_a_given_epochs_equal_to_the_default():
+  # `--epochs 45` (the default's value) given explicitly trains exactly 45 epochs, no time budget:
+  # each run of the study must get it too.
+  args = parse_study_args('augmentation', '--epochs', '45')
+  argv = study.base_argv(args)
+  assert argv[argv.index('--epochs') + 1] == '45'
+  assert study.parse_run(argv + ['--seed', '0']).training.time_budget is None
+  assert '--epochs' not in study.base_argv(parse_study_args('augmentation'))
+
+
 def test_run_argv_variant_wins_and_tags_the_run():
   variant = study.expand('augmentation', base(), 'strong')[0]
   argv = study.run_argv(['--augment', 'none', '--epochs', '3'], variant, 'augmentation', 5,
@@ -257,6 +267,69 @@ def test_done_runs_count_only_with_the_same_training_settings():
   assert changed.state == new.state == 'TO RUN'
   assert notes == ['augment=strong seed 0: done in run r2 with other settings (epochs 10 -> 3): '
                    'runs again']
+
+
+# ---------------------------------------------------------------- the study ledger ----------
+
+def test_ledger_attributes_the_runs_that_stopped_before_their_trainer(tmp_path):
+  """Each ledger entry claims the first run of its pipeline that started between its start and
+  end (the next entry's start when the study was killed and wrote no end); a run whose Trainer
+  recorded the tag keeps it; runs outside every entry stay of no study."""
+  import datetime
+  from pipeline import runs
+  t0 = datetime.datetime(2026, 12, 3, 7, 0, 0, tzinfo=datetime.timezone.utc).timestamp()
+
+  def record(run_id, at, pipeline='p', name='', variant='', seed=None):
+    # As runs.list_runs gives `started`: local time, whole seconds, with the UTC offset.
+    started = datetime.datetime.fromtimestamp(at).astimezone().isoformat(timespec='seconds')
+    return {'run_id': run_id, 'pipeline': pipeline, 'started': started, 'study': name,
+            'variant': variant, 'seed': seed, 'state': 'FAILED'}
+
+  out = str(tmp_path)
+  entry = {'pipeline': 'p', 'study': 's'}
+  runs.append_ledger(out, {**entry, 'variant': 'a=1', 'seed': 0, 'started': t0 + 0.5})
+  runs.append_ledger(out, {**entry, 'variant': 'a=1', 'seed': 0, 'started': t0 + 0.5,
+                           'ended': t0 + 100})
+  runs.append_ledger(out, {**entry, 'variant': 'a=2', 'seed': 0, 'started': t0 + 190,
+                           'ended': t0 + 300})
+  runs.append_ledger(out, {**entry, 'variant': 'a=3', 'seed': 1, 'started': t0 + 390})  # killed
+  with open(runs.ledger_path(out), 'a') as f:
+    f.write('{"pipeline": "p", "study": "s", "vari')  # a line cut short by the kill
+  ledger = runs.read_ledger(out)
+  assert [(e['variant'], e.get('ended')) for e in ledger] == [
+      ('a=1', t0 + 100), ('a=2', t0 + 300), ('a=3', None)]
+  records = [record('plain', t0 - 50), record('r1', t0 + 0.9), record('r1-again', t0 + 50),
+             record('r2', t0 + 200, name='s', variant='a=2', seed=0),
+             record('other', t0 + 200, pipeline='q'), record('r3', t0 + 400.7),
+             record('later', t0 + 900)]
+  found = {r['run_id']: (r['study'], r['variant'], r['seed'], r.get('attributed'))
+           for r in runs.attribute_runs(records, ledger)}
+  assert found == {'plain': ('', '', None, None), 'r1': ('s', 'a=1', 0, 'ledger'),
+                   'r1-again': ('', '', None, None), 'r2': ('s', 'a=2', 0, None),
+                   'other': ('', '', None, None), 'r3': ('s', 'a=3', 1, 'ledger'),
+                   'later': ('', '', None, None)}
+  assert records[1]['study'] == ''  # the records given are not changed
+  assert runs.read_ledger(str(tmp_path / 'none')) == []
+
+
+def test_momentum_refused_for_every_variant_before_the_first_run(cifar_archive, tmp_path):
+  """Keras' SGD refuses a momentum outside [0, 1], but only when training starts: the check of
+  every variant catches it before the first run."""
+  import keras
+  with pytest.raises(ValueError, match='momentum'):
+    keras.optimizers.SGD(momentum=1.5)
+  out = str(tmp_path / 'out')
+  start = ['--data', cifar_archive[0], '--trust-data', '--model', 'simple_cnn', '--optimizer',
+           'sgd', '--output-dir', out]
+  flags = study.variable_flags()
+  variants = study.expand('m', study.parse_run(start), vary=[('momentum', ['0.9', '1.5'])])
+  planned_runs = [study.PlannedRun(v, 0, study.run_argv(start, v, 'm', 0, flags))
+                  for v in variants]
+  with pytest.raises(UserError) as error:
+    study.check_variants(planned_runs)
+  assert str(error.value) == 'variant momentum=1.5: --momentum 1.5: must be between 0 and 1'
+  assert planned_runs[0].config is not None  # momentum=0.9 passed
+  assert not os.path.exists(out)
 
 
 # ---------------------------------------------------------------- failures, estimates -------

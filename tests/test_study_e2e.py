@@ -1,8 +1,9 @@
 """`python -m pipeline.study` end to end on generated data, read back from ML Metadata directly.
 
 One module fixture runs, in one output dir: a two-variant, two-seed study (simple_cnn, one epoch
-of two steps); the same command again; its --dry-run with a third variant; a study whose every
-Trainer fails (its output folder is made impossible to create); and the report on the store.
+of two steps); the same command again; its --dry-run with a third variant; a study whose two
+variants fail, one in its Trainer and one in ExampleGen, before the Trainer records the study tag
+(their output folders are made impossible to create); and the report on the store.
 """
 import glob
 import json
@@ -19,7 +20,10 @@ pytestmark = pytest.mark.e2e
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUDY, VARIANTS, SEEDS = 'augmentation', ('augment=none', 'augment=strong'), (0, 1)
-FAILING_STUDY, FAILING_VARIANTS = 'broken', ('augment=basic', 'augment=none')
+# The first reuses the data components' outputs and fails in its Trainer; the second's new eval
+# split makes ExampleGen run again, and fail (one study, two invocations).
+FAILING_STUDY, FAILING_VARIANTS = 'broken', ('eval_fraction=0.15', 'eval_fraction=0.2')
+FAILS_IN = {'eval_fraction=0.15': constants.TRAINER, 'eval_fraction=0.2': constants.EXAMPLE_GEN}
 DATA_COMPONENTS = (constants.EXAMPLE_GEN, constants.STATISTICS_GEN, constants.SCHEMA_GEN,
                    constants.CURATED_SCHEMA_GEN, constants.EXAMPLE_VALIDATOR,
                    constants.VALIDATION_GATE, constants.TRANSFORM)
@@ -84,17 +88,22 @@ def study_runs(cifar_archive, tmp_path_factory):
                                 '--dry-run', *base)
   result['trainers_after_dry_run'] = len(trainers(out, STUDY))
 
-  # Every Trainer of the next study fails inside the component: TFX cannot create its ModelRun
-  # output folder under a plain file. (Moved back afterwards for the report.)
-  model_run = os.path.join(out, 'pipeline_root', constants.TRAINER, 'model_run')
-  os.rename(model_run, model_run + '.moved')
-  with open(model_run, 'w') as f:
-    f.write('not a folder')
-  try:
-    result['failing'] = run_study(FAILING_STUDY, '--vary', 'augment=basic,none', *base)
-  finally:
-    os.remove(model_run)
-    os.rename(model_run + '.moved', model_run)
+  # The next study's variants fail inside a component: TFX cannot create its output folder under
+  # a plain file. One invocation per variant: a blocked folder also hides the cached outputs in it
+  # (a cache miss), so ExampleGen is blocked only for the variant that must fail there. (Moved back
+  # afterwards for the report.)
+  for key, variant, component, folder in (
+      ('failing', FAILING_VARIANTS[0], constants.TRAINER, 'model_run'),
+      ('failing_early', FAILING_VARIANTS[1], constants.EXAMPLE_GEN, 'examples')):
+    path = os.path.join(out, 'pipeline_root', component, folder)
+    os.rename(path, path + '.moved')
+    with open(path, 'w') as f:
+      f.write('not a folder')
+    try:
+      result[key] = run_study(FAILING_STUDY, '--vary', variant.replace('_', '-'), *base)
+    finally:
+      os.remove(path)
+      os.rename(path + '.moved', path)
 
   report_dir = os.path.join(out, 'report')
   result['report'] = subprocess.run(
@@ -118,13 +127,16 @@ def test_every_variant_and_seed_recorded_in_ml_metadata(study_runs):
 
 
 def test_data_components_ran_once_across_the_studies(study_runs):
-  """Four runs, then a second study: ExampleGen ... Transform each executed once, then cached."""
+  """Four runs, then a second study: ExampleGen ... Transform each executed once, then cached
+  (and ExampleGen once more, failing, for the failing study's new eval split)."""
   assert study_runs['first'].returncode == 0
   found = executions(study_runs['out'])
   for component in DATA_COMPONENTS:
     states = [state for kind, state, _ in found if kind == component]
     assert states.count('COMPLETE') == 1, f'{component}: {states}'
-    assert len(states) == len(VARIANTS) * len(SEEDS) + len(FAILING_VARIANTS), states
+    failed = 1 if component == constants.EXAMPLE_GEN else 0
+    assert states.count('FAILED') == failed, f'{component}: {states}'
+    assert len(states) == len(VARIANTS) * len(SEEDS) + 1 + failed, states
 
 
 def test_second_invocation_runs_no_trainer(study_runs):
@@ -159,19 +171,37 @@ def test_dry_run_lists_done_runs_and_estimates_from_measured_steps(study_runs):
 
 
 def test_failed_variants_reported_and_study_exits_non_zero(study_runs):
-  failing = study_runs['failing']
-  assert failing.returncode == 1, failing.stdout[-3000:] + failing.stderr[-3000:]
-  rows = final_table(failing.stdout, FAILING_STUDY)
-  assert set(rows) == set(FAILING_VARIANTS)  # the first failure did not stop the study
-  for variant in FAILING_VARIANTS:
+  for key, variant in (('failing', FAILING_VARIANTS[0]), ('failing_early', FAILING_VARIANTS[1])):
+    failing = study_runs[key]
+    assert failing.returncode == 1, failing.stdout[-3000:] + failing.stderr[-3000:]
+    rows = final_table(failing.stdout, FAILING_STUDY)
+    assert set(rows) == {variant}
     (line,) = rows[variant]
     assert line.split()[2] == 'FAILED'
     # TFX's own file layer words it 'is not a directory' (FailedPreconditionError).
-    assert re.search(r' Trainer: .*not a directory', line, re.IGNORECASE), line
+    assert re.search(f' {FAILS_IN[variant]}: .*not a directory', line, re.IGNORECASE), line
+    assert '1 of 1 runs failed' in failing.stderr
   recorded = trainers(study_runs['out'], FAILING_STUDY)
   assert sorted((v, s, state) for v, s, state, _ in recorded) == [
-      ('augment=basic', 0, 'FAILED'), ('augment=none', 0, 'FAILED')]
-  assert '2 of 2 runs failed' in failing.stderr
+      ('eval_fraction=0.15', 0, 'FAILED')]
+
+
+def test_run_failed_before_its_trainer_reported_as_its_variant(study_runs):
+  """The ExampleGen failure has no study tag in ML Metadata; the report shows it as the failed
+  run of its variant and seed (from the study's ledger), not as a run of no study."""
+  from tests.report_checks import markdown_tables, read_runs, study_sections
+  untagged = [r for r in read_runs(study_runs['out']) if not r['study']]
+  assert [r['state'] for r in untagged] == ['FAILED']  # read from ML Metadata directly
+  run_id = untagged[0]['run_id']
+  with open(os.path.join(study_runs['report_dir'], 'report.md')) as f:
+    markdown = f.read()
+  tables = markdown_tables(study_sections(markdown)[FAILING_STUDY])
+  (row,) = [r for r in tables['Runs that do not count'] if r['run'] == run_id]
+  assert (row['variant'], row['seed'], row['state']) == ('eval_fraction=0.2', '0', 'FAILED')
+  assert row['why it does not count'].startswith(f'failed in {constants.EXAMPLE_GEN}')
+  (variant,) = [r for r in tables['Variants'] if r['variant'] == 'eval_fraction=0.2']
+  assert variant['test accuracy (%)'] == 'failed'
+  assert 'of no study' not in markdown
 
 
 def test_report_tells_the_truth_about_the_study(study_runs):

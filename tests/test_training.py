@@ -1,10 +1,12 @@
 """Tests of modules/training.py: optimizers, schedules, loss and metrics, precision, checks."""
+import math
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from modules import training
+from modules import training, training_stats
 
 NUM_CLASSES = 3
 
@@ -93,7 +95,163 @@ def test_callbacks_follow_schedule_and_patience():
   assert isinstance(only, keras.callbacks.EarlyStopping)
 
 
+# --- time budget: the variable-length schedule, the epoch arithmetic, the callback ---
+
+
+def _cosine(peak, step, decay_start, total):
+  """The cosine formula, written here: peak at decay_start, 0 at total."""
+  progress = min(max((step - decay_start) / (total - decay_start), 0.0), 1.0)
+  return peak * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def test_variable_length_schedule_reaches_its_final_rate_at_the_chosen_step():
+  # Built for at most 45 epochs of 10 steps, the decay held until the end of epoch 1.
+  schedule = training.make_schedule('cosine', 0.1, total_steps=450, warmup_steps=10,
+                                    decay_start=10)
+  lr = tf.function(schedule)  # traced once: the new total must reach the compiled step
+  assert float(lr(5)) == pytest.approx(0.05)
+  assert float(lr(10)) == pytest.approx(0.1)
+  assert float(lr(200)) == pytest.approx(_cosine(0.1, 200, 10, 450), abs=1e-6)
+  schedule.set_total_steps(120)  # the budget chose 12 epochs after the first
+  assert schedule.total_steps == 120
+  for step in (10, 11, 37, 65, 100, 119):
+    assert float(lr(step)) == pytest.approx(_cosine(0.1, step, 10, 120), abs=1e-6), step
+  assert float(lr(120)) == pytest.approx(0.0, abs=1e-8)  # the final rate, at the last step
+  assert float(lr(500)) == pytest.approx(0.0, abs=1e-8)
+  with pytest.raises(ValueError, match='decay start'):
+    schedule.set_total_steps(5)
+
+
+def test_schedule_holds_its_peak_until_the_decay_starts():
+  schedule = training.make_schedule('cosine', 0.2, total_steps=100, warmup_steps=4,
+                                    decay_start=20)
+  assert [float(schedule(s)) for s in (0, 2, 4, 12, 20)] == pytest.approx(
+      [0.0, 0.1, 0.2, 0.2, 0.2])
+  assert float(schedule(60)) == pytest.approx(_cosine(0.2, 60, 20, 100), abs=1e-6)
+
+
+def test_variable_length_schedule_round_trips_through_config():
+  schedule = training.make_schedule('cosine', 0.1, total_steps=450, warmup_steps=10,
+                                    decay_start=10)
+  schedule.set_total_steps(200)
+  restored = keras.optimizers.schedules.deserialize(
+      keras.optimizers.schedules.serialize(schedule))
+  assert restored.total_steps == 200
+  for step in (0, 5, 10, 150, 200):
+    assert float(restored(step)) == pytest.approx(float(schedule(step)), abs=1e-7)
+
+
+@pytest.mark.parametrize('budget, elapsed, epoch, done, most, expected', [
+    (600, 60, 20, 1, 45, 28),  # 540 s left hold 27 more epochs of 20 s
+    (600, 60, 19.9, 1, 45, 28),  # 27.1 epochs: whole epochs only
+    (600, 60, 10, 1, 45, 45),  # 54 would fit: the most it may choose
+    (600, 590, 20, 1, 45, 1),  # the first epoch took the budget: stop after it
+    (600, 700, 20, 1, 45, 1),  # over budget already
+    (1200, 300, 45, 2, 45, 22),  # two epochs done, 900 s left: 20 more
+])
+def test_epochs_within_budget(budget, elapsed, epoch, done, most, expected):
+  assert training.epochs_within_budget(budget, elapsed, epoch, done, most) == expected
+
+
+def test_epochs_within_budget_needs_a_positive_epoch_time():
+  with pytest.raises(ValueError, match='epoch_sec'):
+    training.epochs_within_budget(600, 0, 0.0, 1, 45)
+
+
+class _Clock:
+
+  def __init__(self):
+    self.now = 0.0
+
+  def __call__(self):
+    return self.now
+
+
+class _Model:
+  stop_training = False
+
+
+def _epoch(timer, budget, clock, epoch, steps, step_sec, val_batches, val_sec, first_sec=0.0):
+  """One epoch as fit calls the callbacks: timer first, then the budget."""
+  callbacks = (timer, budget)
+  for c in callbacks:
+    c.on_epoch_begin(epoch)
+  for step in range(steps):
+    for c in callbacks:
+      c.on_train_batch_begin(step)
+    clock.now += step_sec + (first_sec if step == 0 else 0.0)
+    for c in callbacks:
+      c.on_train_batch_end(step)
+  for c in callbacks:
+    c.on_test_begin()
+  for batch in range(val_batches):
+    clock.now += val_sec + (first_sec if batch == 0 else 0.0)
+    for c in callbacks:
+      c.on_test_batch_end(batch)
+  for c in callbacks:
+    c.on_test_end()
+  for c in callbacks:
+    c.on_epoch_end(epoch, {'loss': 1.0})
+
+
+def test_time_budget_measures_the_first_epoch_then_stops_at_its_choice():
+  clock = _Clock()
+  timer = training_stats.TrainingTimer(batch_size=128, clock=clock)
+  budget = training.TimeBudget(1.0, timer, clock=clock)  # 60 s
+  model = _Model()
+  for c in (timer, budget):
+    c.set_model(model)
+  schedule = training.make_schedule('cosine', 0.1, total_steps=45 * 20, warmup_steps=20,
+                                    decay_start=20)
+  clock.now = 100.0
+  budget.start()
+  budget.begin_phase(schedule, steps_per_epoch=20, max_epochs=45, first_epoch=0)
+  timer.on_train_begin()
+  # Epoch 1: 3 s of tracing in the first step and the first validation batch; then 0.1 s per
+  # step, 0.5 s per validation batch (4 batches).
+  _epoch(timer, budget, clock, 0, 20, 0.1, 4, 0.5, first_sec=3.0)
+  # Elapsed 2 + 3 + 2 + 3 = 10 s; an epoch costs 20 * 0.1 + 4 * 0.5 = 4 s: 12 more fit in 50 s.
+  decision = budget.decision
+  assert decision['ms_per_step'] == pytest.approx(100.0)
+  assert decision['validation_sec_per_epoch'] == pytest.approx(2.0)
+  assert decision['epoch_sec'] == pytest.approx(4.0)
+  assert decision['decided_after_sec'] == pytest.approx(10.0)
+  assert decision['epochs_chosen'] == 13 and decision['max_epochs'] == 45
+  assert schedule.total_steps == 13 * 20
+  assert not model.stop_training
+  for epoch in range(1, 13):
+    _epoch(timer, budget, clock, epoch, 20, 0.1, 4, 0.5)
+    assert model.stop_training == (epoch == 12)
+  record = budget.record()
+  assert record['budget_minutes'] == 1.0 and record['training_sec'] == pytest.approx(58.0)
+
+
+@pytest.mark.parametrize('minutes, epochs', [(1e-6, 1), (60.0, 4)])
+def test_time_budget_stops_a_real_fit(minutes, epochs):
+  """A budget already spent stops after the measured epoch; an ample one runs the most."""
+  model = _tiny_model()
+  schedule = training.make_schedule('cosine', 0.1, total_steps=4 * 3, warmup_steps=3,
+                                    decay_start=3)
+  model.compile(optimizer=training.make_optimizer('sgd', schedule),
+                loss=training.make_loss(), metrics=training.make_metrics())
+  x, y = _tiny_data()
+  timer = training_stats.TrainingTimer(batch_size=8)
+  budget = training.TimeBudget(minutes, timer)
+  budget.start()
+  budget.begin_phase(schedule, steps_per_epoch=3, max_epochs=4, first_epoch=0)
+  train = tf.data.Dataset.from_tensor_slices((x, y)).batch(8).repeat()
+  val = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+  history = model.fit(train, validation_data=val, epochs=4, steps_per_epoch=3, verbose=0,
+                      callbacks=[timer, budget])
+  assert len(history.history['loss']) == budget.decision['epochs_chosen'] == epochs
+  assert schedule.total_steps == max(epochs, 1) * 3
+  assert budget.decision['validation_sec_per_epoch'] > 0 and budget.decision['ms_per_step'] > 0
+  if epochs > 1:  # the decay ran to its end: the final rate at the last step
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-8)
+
+
 # --- loss and metrics ---
+
 
 
 def test_label_smoothed_loss_matches_hand_computation():

@@ -60,6 +60,14 @@ def test_training_timer_on_a_real_fit():
   assert stats['device_type'] == ('GPU' if gpus else 'CPU')
   assert stats['gpu_count'] == len(gpus)
   assert stats['cpu_model'] == machine.cpu_model() and stats['cpu_cores'] == os.cpu_count()
+  with open('/proc/cpuinfo') as f:  # read here, not through base/machine.py
+    flags = next((l for l in f if l.startswith('flags')), ':').split(':', 1)[1].split()
+  assert stats['cpu_simd_flags'] == sorted(f for f in flags if f.startswith(('avx', 'fma', 'amx')))
+  # Both validations were timed, each within its epoch's time after the training steps.
+  assert len(timer.validation_times) == 2
+  assert all(0 < v <= epoch - train for v, epoch, train in zip(
+      timer.validation_times, stats['epoch_time_sec'], stats['epoch_train_time_sec']))
+  assert 'time_budget' not in stats
   if not gpus:
     assert stats['device_name'] == machine.cpu_model()
   assert stats['precision'] == keras.mixed_precision.global_policy().name
@@ -98,6 +106,12 @@ def test_summary_lines_by_hand():
       'Best val accuracy: 0.5123 (epoch 2)',
       'Device: CPU AMD EPYC (2 CPU cores); precision float32; peak host memory 2,048 MiB',
   ]
+  budget = {'budget_minutes': 20.0, 'epoch_sec': 25.04, 'ms_per_step': 150.2,
+            'validation_sec_per_epoch': 5.0, 'decided_after_sec': 41.6, 'epochs_chosen': 44,
+            'max_epochs': 45, 'training_sec': 1150.0}
+  assert training_stats.format_summary({**stats, 'time_budget': budget}).splitlines()[1] == (
+      'Time budget: 20 min; 25.0 s/epoch (150.2 ms/step, 5.0 s validation) measured after 42 s: '
+      '44 of at most 45 epochs; trained in 19.2 min')
   missing = training_stats.format_summary({'epochs': 1})
   assert 'n/a ms/step' in missing and 'Best val accuracy: n/a (epoch n/a)' in missing
 
@@ -134,6 +148,24 @@ def test_training_timer_excludes_first_epoch_and_validation():
   assert rule == '20 steps of 2 epoch(s) after the first'
   assert timer.epoch_times == pytest.approx([6.18, 1.2, 1.4])
   assert timer.total_time == pytest.approx(6.18 + 1.2 + 1.4)
+
+
+def test_validation_time_scales_the_batches_after_the_first():
+  clock = _FakeClock()
+  timer = training_stats.TrainingTimer(batch_size=100, clock=clock)
+  assert timer.last_validation_sec() == 0.0
+  timer.on_test_begin()
+  for batch, seconds in enumerate((4.0, 0.5, 0.5, 0.5)):  # the first batch traces
+    clock.now += seconds
+    timer.on_test_batch_end(batch)
+  timer.on_test_end()
+  assert timer.validation_times == pytest.approx([5.5])
+  assert timer.last_validation_sec() == pytest.approx(2.0)  # 1.5 s for 3 batches, scaled to 4
+  timer.on_test_begin()  # a single batch: its whole time
+  clock.now += 3.0
+  timer.on_test_batch_end(0)
+  timer.on_test_end()
+  assert timer.last_validation_sec() == pytest.approx(3.0)
 
 
 def test_training_timer_single_epoch_skips_warmup_steps():

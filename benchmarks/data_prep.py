@@ -1,0 +1,161 @@
+"""Data preparation speed and memory: ExampleGen -> ... -> Transform, as a default run does it.
+
+Runs the pipeline's own components up to Transform (ExampleGen, StatisticsGen, SchemaGen, the
+curated schema, ExampleValidator, the validation gate, Transform: taken from `create_pipeline`,
+so the wiring, custom_config and Beam args are a default run's) with LocalDagRunner, in a fresh
+process per run, and prints each component's seconds (from ML Metadata, as `pipeline.inspect
+--run` shows them), images/s from ExampleGen's start to Transform's end, the CPU seconds of the
+run (Beam workers included), the peak resident memory of the whole process tree (sampled every
+50 ms), the size of Transform's output, the machine's CPU flags and its 1-minute load average.
+
+    python benchmarks/data_prep.py --data ARCHIVE_OR_FOLDER [--model resnet] [--repeat N]
+    python benchmarks/data_prep.py --generate DIR      # builds a full-size archive in DIR first
+
+Targets (docs/benchmarks.md): >= 5,000 images/s from ExampleGen's start to Transform's end and
+peak RSS < 2 GiB on 2 cores.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+# The components of a default run before training, in DAG order (their ids in create_pipeline).
+DATA_PREP_IDS = ('Cifar100ExampleGen', 'StatisticsGen', 'SchemaGen', 'CuratedSchemaGen',
+                 'ExampleValidator', 'ValidationGate', 'Transform')
+
+
+def cpu_flags() -> str:
+  """The SIMD flags of this CPU that matter to TensorFlow (avx*, amx*, fma)."""
+  from base import machine  # pylint: disable=g-import-not-at-top
+  return ' '.join(sorted(f for f in machine.cpu_flags() if f.startswith(('avx', 'amx', 'fma'))))
+
+
+def _dir_bytes(path: str) -> int:
+  return sum(os.path.getsize(os.path.join(folder, name))
+             for folder, _, names in os.walk(path) for name in names)
+
+
+def run_one(data: str, model: str, workdir: str, keep: bool, overrides: str) -> dict:
+  """Runs the data-preparation components in a child process; its timings and peak tree RSS."""
+  output_dir = tempfile.mkdtemp(dir=workdir)
+  load = os.getloadavg()[0]
+  child = subprocess.Popen(
+      [sys.executable, __file__, '--child', data, model, output_dir, overrides],
+      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+  peak = 0
+  parent = psutil.Process(child.pid)
+  while child.poll() is None:
+    try:
+      procs = [parent] + parent.children(recursive=True)
+      peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+    except psutil.Error:
+      pass
+    time.sleep(0.05)
+  out = child.stdout.read().strip().splitlines()
+  if not keep:
+    shutil.rmtree(output_dir, ignore_errors=True)
+  if child.returncode != 0 or not out:
+    raise SystemExit(f'benchmark run failed (exit {child.returncode}); outputs in {output_dir}')
+  result = json.loads(out[-1])
+  result.update(peak_rss_mib=peak / 2**20, load=load, output_dir=output_dir)
+  return result
+
+
+def _component_seconds(output_dir: str) -> dict:
+  """Component id -> seconds of its execution in the run (ML Metadata's create/update times)."""
+  from pipeline import runs  # pylint: disable=g-import-not-at-top
+  details = runs.run_details(runs.open_store(output_dir), runs.LATEST, sections=())
+  return {e['component']: e['duration_sec'] for e in details['executions']}
+
+
+def child_main(data_path: str, model: str, output_dir: str, overrides: str) -> None:
+  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
+  from base.configs import DataConfig, PipelineConfig, RunnerConfig, TrainingConfig
+  from pipeline.data import resolve_data
+  from pipeline.pipeline import create_pipeline
+  config = PipelineConfig(
+      data=DataConfig(data=data_path, trust_data=True),
+      training=TrainingConfig(model=model),
+      runner=RunnerConfig(output_dir=output_dir, enable_cache=False))
+  data, sizes = resolve_data(config.data)
+  config = config.replace(data=data)
+  full = create_pipeline(
+      config, tfx.orchestration.metadata.sqlite_metadata_connection_config(
+          config.runner.metadata_path))
+  components = [c for c in full.components if c.id in DATA_PREP_IDS]
+  missing = set(DATA_PREP_IDS) - {c.id for c in components}
+  if missing:
+    raise SystemExit(f'create_pipeline has no component(s) {sorted(missing)}')
+  transform = next(c for c in components if c.id == 'Transform')
+  transform.exec_properties.update(json.loads(overrides))  # --transform-option
+  for component in components:  # the trimmed graph ends at Transform
+    component._downstream_nodes = {  # pylint: disable=protected-access
+        n for n in component.downstream_nodes if n.id in DATA_PREP_IDS}
+  pipeline = tfx.dsl.Pipeline(
+      pipeline_name='data_prep_benchmark', pipeline_root=config.runner.pipeline_root,
+      components=components, enable_cache=False,
+      metadata_connection_config=full.metadata_connection_config,
+      beam_pipeline_args=full.beam_pipeline_args)
+  cpu = sum(os.times()[:4])  # user + system, of this process and its reaped children
+  started = time.time()
+  tfx.orchestration.LocalDagRunner().run(pipeline)
+  seconds = time.time() - started
+  transformed = os.path.join(config.runner.pipeline_root, 'Transform', 'transformed_examples')
+  print(json.dumps({
+      'data': data_path, 'model': model, 'images': sum(sizes.values()), 'seconds': seconds,
+      'cpu_s': sum(os.times()[:4]) - cpu, 'components': _component_seconds(output_dir),
+      'transformed_mib': _dir_bytes(transformed) / 2**20 if os.path.isdir(transformed) else 0.0,
+  }))
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--data', help='a CIFAR-100 archive or an image folder')
+  parser.add_argument('--generate', metavar='DIR',
+                      help='build (once) a full-size generated archive in DIR and use it')
+  parser.add_argument('--model', default='resnet',
+                      help='the run\'s --model (Transform\'s output no longer depends on it)')
+  parser.add_argument('--repeat', type=int, default=1)
+  parser.add_argument('--workdir', default=None, help='where runs write (a temp dir)')
+  parser.add_argument('--transform-option', action='append', default=[], metavar='KEY=INT',
+                      help='override one of Transform\'s exec properties, e.g. '
+                      'disable_statistics=1 (to weigh an option before changing the pipeline)')
+  parser.add_argument('--keep', action='store_true', help='keep each run\'s outputs')
+  args = parser.parse_args()
+  data = args.data
+  if args.generate:
+    os.makedirs(args.generate, exist_ok=True)
+    data = os.path.join(args.generate, 'cifar-100-python.tar.gz')
+    if not os.path.exists(data):
+      from tests import fixtures  # pylint: disable=g-import-not-at-top
+      print(f'Building a full-size archive at {data} ...', flush=True)
+      fixtures.write_cifar100_archive(data, train_per_class=500, test_per_class=100)
+  if not data:
+    parser.error('pass --data or --generate')
+  overrides = json.dumps({k: int(v) for k, v in (o.split('=', 1) for o in args.transform_option)})
+  workdir = args.workdir or tempfile.mkdtemp(prefix='data_prep_bench_')
+  print(f'CPU flags: {cpu_flags()}; {os.cpu_count()} cores', flush=True)
+  for _ in range(args.repeat):
+    r = run_one(os.path.abspath(data), args.model, workdir, args.keep, overrides)
+    parts = ', '.join(f'{k} {v:.1f}' for k, v in r['components'].items())
+    print(f'{r["images"]:,} images, {r["seconds"]:.1f} s, {r["images"] / r["seconds"]:,.0f} '
+          f'images/s, {r["cpu_s"]:.1f} CPU s, peak RSS {r["peak_rss_mib"]:,.0f} MiB, Transform '
+          f'output {r["transformed_mib"]:.0f} MiB, load {r["load"]:.1f}\n  seconds: {parts}'
+          + (f'\n  outputs: {r["output_dir"]}' if args.keep else ''), flush=True)
+
+
+if __name__ == '__main__':
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  if len(sys.argv) > 1 and sys.argv[1] == '--child':
+    child_main(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
+  else:
+    main()

@@ -1,0 +1,48 @@
+"""The Trainer's input pipeline on transformed examples in Transform's format (int64 pixels)."""
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from modules import inputs
+from base import constants
+from tests import fixtures
+
+SPEC = {constants.IMAGE_XF_KEY: tf.io.FixedLenFeature([32, 32, 3], tf.int64),
+        constants.LABEL_XF_KEY: tf.io.FixedLenFeature([], tf.int64)}
+
+
+def _write(path, images, labels):
+  """Gzipped TFRecords of tf.Examples as Transform materialises them."""
+  with tf.io.TFRecordWriter(path, options='GZIP') as writer:
+    for image, label in zip(images, labels):
+      writer.write(tf.train.Example(features=tf.train.Features(feature={
+          constants.IMAGE_XF_KEY: tf.train.Feature(
+              int64_list=tf.train.Int64List(value=image.reshape(-1).astype(np.int64))),
+          constants.LABEL_XF_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+      })).SerializeToString())
+
+
+def test_eval_batches_are_the_pixels_as_float32_in_order(tmp_path):
+  images = fixtures.class_images(np.arange(10) % 4, seed=3)
+  images[0, 0, 0] = [0, 128, 255]  # both varint lengths and the extremes survive
+  labels = np.arange(10) % 4
+  path = os.path.join(tmp_path, 'eval.gz')
+  _write(path, images, labels)
+  assert inputs.count_examples([path]) == 10
+  batches = list(inputs.make_dataset([path], SPEC, 4, False, 10))
+  assert [len(b[1]) for b in batches] == [4, 4, 2]  # the final partial batch is kept
+  assert all(b[0].dtype == tf.float32 for b in batches)
+  np.testing.assert_array_equal(np.concatenate([b[0] for b in batches]), images)
+  np.testing.assert_array_equal(np.concatenate([b[1] for b in batches]), labels)
+
+
+def test_train_batches_are_full_shuffled_pixels(tmp_path):
+  images = fixtures.class_images(np.arange(12) % 3, seed=5)
+  path = os.path.join(tmp_path, 'train.gz')
+  _write(path, images, np.arange(12))
+  data = inputs.make_dataset([path], SPEC, 5, True, 12, seed=0)
+  batch_images, batch_labels = next(iter(data.take(1)))
+  assert batch_images.shape == (5, 32, 32, 3) and batch_images.dtype == tf.float32
+  # Each image (not augmented: the default 'none') is the one its label indexes.
+  np.testing.assert_array_equal(batch_images.numpy(), images[batch_labels.numpy()])

@@ -18,12 +18,11 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
-import psutil
+import child_process  # benchmarks/ (the script's folder)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -48,23 +47,12 @@ def run_one(data: str, model: str, workdir: str, keep: bool, overrides: str) -> 
   """Runs the data-preparation components in a child process; its timings and peak tree RSS."""
   output_dir = tempfile.mkdtemp(dir=workdir)
   load = os.getloadavg()[0]
-  child = subprocess.Popen(
-      [sys.executable, __file__, '--child', data, model, output_dir, overrides],
-      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
-  peak = 0
-  parent = psutil.Process(child.pid)
-  while child.poll() is None:
-    try:
-      procs = [parent] + parent.children(recursive=True)
-      peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
-    except psutil.Error:
-      pass
-    time.sleep(0.05)
-  out = child.stdout.read().strip().splitlines()
+  returncode, out, peak = child_process.run_watched(
+      [__file__, '--child', data, model, output_dir, overrides], ROOT)
   if not keep:
     shutil.rmtree(output_dir, ignore_errors=True)
-  if child.returncode != 0 or not out:
-    raise SystemExit(f'benchmark run failed (exit {child.returncode}); outputs in {output_dir}')
+  if returncode != 0 or not out:
+    raise SystemExit(f'benchmark run failed (exit {returncode}); outputs in {output_dir}')
   result = json.loads(out[-1])
   result.update(peak_rss_mib=peak / 2**20, load=load, output_dir=output_dir)
   return result

@@ -39,9 +39,14 @@ from base.configs import DataConfig, PipelineConfig, RunnerConfig, TrainingConfi
 from base.errors import UserError
 from pipeline import cli
 from pipeline import console
+from pipeline import vertex
 
-LOCAL_RUNNER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                            'local_runner.py')
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOCAL_RUNNER = os.path.join(_ROOT, 'local_runner.py')
+KUBEFLOW_RUNNER = os.path.join(_ROOT, 'kubeflow_runner.py')
+# local: each run here, one after another, in the output dir's store; vertex: each run compiled as
+# its own Vertex AI pipeline job (kubeflow_runner.py) and, with --submit, all submitted at once.
+RUNNERS = ('local', 'vertex')
 
 # A study compares its variants by their own test accuracy. The Evaluator's baseline (the latest
 # blessed model of the pipeline) would be another variant's model: it would evaluate a second
@@ -420,11 +425,13 @@ class PlannedRun:
   argv: List[str]
   config: Optional[PipelineConfig] = None  # resolved, after `check_variants`
   train_examples: Optional[int] = None
-  state: str = 'TO RUN'  # TO RUN, DONE (earlier), COMPLETE, FAILED
+  state: str = 'TO RUN'  # TO RUN, DONE (earlier), COMPLETE, FAILED; COMPILED, SUBMITTED (vertex)
   test_accuracy: Optional[float] = None
   seconds: Optional[float] = None
   component: Optional[str] = None  # where it failed
   reason: str = ''  # why it failed, one line
+  pipeline_file: Optional[str] = None  # --runner vertex: its compiled pipeline job
+  job: Optional[str] = None  # --runner vertex --submit: the submitted job's resource name
 
 
 def check_variants(runs: Sequence[PlannedRun]) -> None:
@@ -647,6 +654,57 @@ def _run_once(run: PlannedRun, study: str, output_dir: str) -> None:
   run.reason = reason
 
 
+def _kubeflow_argv(run_argv: Sequence[str]) -> List[str]:
+  """A run's local_runner flags as kubeflow_runner.py takes them: without the local console's."""
+  console_parser = argparse.ArgumentParser(add_help=False)
+  cli.add_console_flags(console_parser)
+  console_only = {o for a in console_parser._actions for o in a.option_strings}  # pylint: disable=protected-access
+  return [a for a in run_argv if a not in console_only]
+
+
+def _compile_once(run: PlannedRun, study: str, cloud_argv: Sequence[str]) -> None:
+  """Compiles one run as a Vertex AI pipeline job with kubeflow_runner.py, in its own process
+  as local runs are (TensorFlow's chatter stays in that process's stderr, shown on failure)."""
+  command = [sys.executable, KUBEFLOW_RUNNER, *_kubeflow_argv(run.argv), *cloud_argv,
+             '--output-file', run.pipeline_file]
+  print(f'\n=== {study}: {run.variant.label}, seed {run.seed}: compiling ===\n$ '
+        + ' '.join(command[1:]), flush=True)
+  started = time.time()
+  result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          check=False)
+  run.seconds = time.time() - started
+  sys.stdout.write(result.stdout)
+  if result.returncode == 0 and os.path.isfile(run.pipeline_file):
+    run.state = 'COMPILED'
+    return
+  run.state = 'FAILED'
+  run.component, run.reason = failure_reason((result.stdout + result.stderr).splitlines())
+
+
+def run_on_vertex(runs: Sequence[PlannedRun], args: argparse.Namespace) -> None:
+  """`--runner vertex`: every run compiled into its own pipeline job; with --submit, submitted
+  once all have compiled (none when one fails), so the jobs run at the same time on Vertex AI."""
+  cloud = vertex.config_from_args(args)
+  for run in runs:
+    run.pipeline_file = vertex_file(args.output_file, args.name, run)
+  print(f'study {args.name}: {len(runs)} run(s) as Vertex AI pipeline jobs; '
+        + ('submitted together once all have compiled' if cloud.submit else
+           'compiled only (--submit submits them)'), flush=True)
+  if args.dry_run:
+    print('\n'.join(f'{r.variant.label}, seed {r.seed}: {r.pipeline_file}' for r in runs))
+    return
+  try:
+    for run in runs:
+      _compile_once(run, args.name, vertex_argv(args))
+    if cloud.submit and all(run.state == 'COMPILED' for run in runs):
+      vertex.check_credentials()
+      for run in runs:
+        run.job = vertex.submit(cloud, run.config, run.pipeline_file)
+        run.state = 'SUBMITTED'
+  finally:
+    print(f'\nstudy {args.name}:\n{summary_table(runs)}', flush=True)
+
+
 def _format_table(headers, rows) -> str:
   from pipeline.inspect import format_table  # pylint: disable=g-import-not-at-top
   return format_table(headers, rows)
@@ -666,7 +724,7 @@ def summary_table(runs: Sequence[PlannedRun]) -> str:
   rows = []
   for run in runs:
     why = f'{run.component or "before any component"}: {run.reason}' if run.state == 'FAILED' \
-        else ''
+        else run.job or run.pipeline_file or ''
     rows.append([run.variant.label, run.seed, run.state, _accuracy(run.test_accuracy),
                  _duration(run.seconds), why])
   return _format_table(['variant', 'seed', 'state', 'test accuracy', 'time', ''], rows)
@@ -700,7 +758,50 @@ def build_parser() -> argparse.ArgumentParser:
   g.add_argument('--dry-run', action='store_true',
                  help='print the runs, which are done, and the remaining training time measured '
                  'from earlier runs on this machine; run nothing')
+  g.add_argument('--runner', choices=RUNNERS, default='local',
+                 help='local: run each variant here with local_runner.py, one after another; '
+                 'vertex: compile each run as a Vertex AI pipeline job (kubeflow_runner.py, with '
+                 'the flags below; --output-file names the first part of each file) and with '
+                 '--submit submit them all at once, so the study takes the time of its slowest '
+                 'run (default %(default)s)')
+  vertex.add_flags(parser, image_required=False)
   return parser
+
+
+def vertex_argv(args: argparse.Namespace) -> List[str]:
+  """kubeflow_runner's Vertex/Dataflow flags the user set, which every run's compile gets
+  (--output-file and --submit stay the study's: a file per run, submitted together)."""
+  parser = argparse.ArgumentParser(add_help=False)
+  vertex.add_flags(parser, image_required=False)
+  argv = []
+  for action in parser._actions:  # pylint: disable=protected-access
+    value = getattr(args, action.dest, action.default)
+    if action.dest in ('output_file', 'submit') or value == action.default:
+      continue
+    argv += [action.option_strings[0], _flag_text(value)]
+  return argv
+
+
+def check_runner(args: argparse.Namespace, base: PipelineConfig) -> Optional[vertex.CloudConfig]:
+  """The Vertex AI settings of a `--runner vertex` study, checked as kubeflow_runner.py checks
+  them; None for a local study, which must not be given them."""
+  if args.runner == 'local':
+    given = vertex_argv(args) + (['--submit'] if args.submit else [])
+    if given:
+      raise UserError(f'{given[0]} is a --runner vertex flag (a local study runs here)')
+    return None
+  if not args.image:
+    raise UserError('--runner vertex needs --image (the pipeline image: make image IMAGE=URI)')
+  cloud = vertex.config_from_args(args)
+  vertex.check(cloud, base)
+  return cloud
+
+
+def vertex_file(output_file: str, study: str, run: 'PlannedRun') -> str:
+  """Where one run's compiled pipeline goes: --output-file's name, then study, variant, seed."""
+  stem, ext = os.path.splitext(output_file)
+  label = re.sub(r'[^A-Za-z0-9._-]+', '_', run.variant.label)
+  return f'{stem}-{study}-{label}-seed{run.seed}{ext or ".json"}'
 
 
 def plan(args: argparse.Namespace) -> List[PlannedRun]:
@@ -716,14 +817,20 @@ def plan(args: argparse.Namespace) -> List[PlannedRun]:
   start = base_argv(args)
   runs = [PlannedRun(v, s, run_argv(start, v, args.name, s, flags))
           for v in variants for s in seeds]
-  cli.check_writable_dir(base.runner.output_dir)
+  on_vertex = check_runner(args, base) is not None
+  # (on Vertex AI the store and the output dir are the cloud's: the log goes beside the files)
+  log_dir = os.path.dirname(os.path.abspath(args.output_file)) if on_vertex else \
+      base.runner.output_dir
+  cli.check_writable_dir(log_dir)
   # TensorFlow's and TFX's import chatter goes to a log file, as in local_runner.py.
-  log = os.path.join(base.runner.output_dir, console.LOG_DIR,
+  log = os.path.join(log_dir, console.LOG_DIR,
                      f'study-{args.name}-{datetime.datetime.now():%Y%m%d-%H%M%S}.log')
   print(f'study {args.name}: checking {len(variants)} variant(s) before the first run '
         f'(log: {os.path.abspath(log)})', flush=True)
   with console.Console(log, verbose=args.verbose):
     check_variants(runs)
+  if on_vertex:
+    return runs
   done = completed(_store_records(base.runner.output_dir), base.runner.pipeline_name, args.name)
   for note in mark_done(runs, done):
     print(f'note: {note}', flush=True)
@@ -793,6 +900,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
   parser = build_parser()
   args = parser.parse_args(argv)
   runs = plan(args)
+  if args.runner == 'vertex':
+    run_on_vertex(runs, args)
+    _exit_if_failed(runs, 'compile')
+    return
   output_dir = args.output_dir
   print(plan_line(args.name, runs, output_dir), flush=True)
   if args.dry_run:
@@ -804,10 +915,15 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         _run_once(run, args.name, output_dir)
   finally:
     print(f'\nstudy {args.name}:\n{summary_table(runs)}', flush=True)
+  _exit_if_failed(runs, 'run')
+
+
+def _exit_if_failed(runs: Sequence[PlannedRun], what: str) -> None:
   failed = [run for run in runs if run.state == 'FAILED']
   if failed:
-    print(f'{len(failed)} of {len(runs)} runs failed; run the same command again to retry '
-          'only them', file=sys.stderr)
+    again = ('run the same command again to retry only them' if what == 'run' else
+             'nothing was submitted; fix it and run the same command again')
+    print(f'{len(failed)} of {len(runs)} runs failed to {what}; {again}', file=sys.stderr)
     sys.exit(1)
 
 

@@ -50,11 +50,12 @@ class CloudConfig:
             or bool(self.training_machine_type or self.gpu))
 
 
-def add_flags(parser: argparse.ArgumentParser) -> None:
-  """kubeflow_runner's flags (only it compiles for Vertex AI, so they are not in pipeline.cli)."""
+def add_flags(parser: argparse.ArgumentParser, image_required: bool = True) -> None:
+  """kubeflow_runner's flags (and `pipeline.study --runner vertex`'s: they compile for Vertex AI,
+  so these are not in pipeline.cli)."""
   c = CloudConfig(image='')
   g = parser.add_argument_group('Kubeflow / Vertex AI')
-  g.add_argument('--image', required=True,
+  g.add_argument('--image', required=image_required,
                  help='the pipeline image with this project installed (Dockerfile, make image)')
   g.add_argument('--output-file', default='cifar100_pipeline.json',
                  help='compiled pipeline definition (default %(default)s)')

@@ -199,7 +199,11 @@ def train(config: TrainingConfig, model: keras.Model, train_data: tf.data.Datase
     if budgeted:
       budget.begin_phase(schedule, steps_per_epoch, epochs, epoch)
       callbacks = [*callbacks, budget]  # after the timer, whose measurements it reads
+    if backup:
+      backup.budget = budget if budgeted else None
     start = max(epoch, backup.restore(model, phase, timer)) if backup else epoch
+    if budgeted and backup and backup.saved_decision:
+      budget.resume(backup.saved_decision)  # the epochs the stopped run chose, not a new choice
     if start >= epoch + epochs:  # this phase had finished before the run was stopped
       epoch += epochs
       continue
@@ -273,6 +277,8 @@ class EpochBackup(keras.callbacks.Callback):
     super().__init__()
     self.folder = folder
     self.resumed_from: Optional[int] = None  # the epoch training resumed after, if it did
+    self.budget: Optional[training.TimeBudget] = None  # `train` sets it for the budgeted phase
+    self.saved_decision: Optional[Dict[str, Any]] = None  # the stopped run's budget decision
     self._phase = 0
     self._timer: Optional[training_stats.TrainingTimer] = None
     self._fit_started = 0.0
@@ -295,6 +301,7 @@ class EpochBackup(keras.callbacks.Callback):
       state = json.load(f)
     for field in _TIMER_FIELDS:
       setattr(timer, field, state['timer'][field])
+    self.saved_decision = state.get('time_budget') or None
     self.resumed_from = epoch
     print(f'Trainer: resuming from epoch {epoch} (saved by a run that was stopped; {path})',
           flush=True)
@@ -311,7 +318,8 @@ class EpochBackup(keras.callbacks.Callback):
     timer = {field: getattr(self._timer, field) for field in _TIMER_FIELDS}
     timer['total_time'] += time.perf_counter() - self._fit_started  # this fit, so far
     with open(os.path.join(temporary, _STATE_FILE), 'w') as f:
-      json.dump({'epoch': epoch + 1, 'timer': timer}, f)
+      json.dump({'epoch': epoch + 1, 'timer': timer,
+                 'time_budget': self.budget.decision if self.budget else None}, f)
     for name in (_WEIGHTS_FILE, _STATE_FILE):
       _fsync(os.path.join(temporary, name))  # on disk before the rename makes them the state
     os.rename(temporary, os.path.join(phase_dir, f'epoch-{epoch + 1:04d}'))

@@ -268,12 +268,13 @@ class TimeBudget(keras.callbacks.Callback):
     self._max_epochs = max_epochs
     self._first_epoch = first_epoch
 
-  def _decide(self) -> None:
+  def _decide(self, epochs_done: int) -> None:
     ms_per_step, measured_on = self._timer.last_epoch_ms_per_step()
     validation_sec = self._timer.last_validation_sec()
     epoch_sec = self._steps_per_epoch * ms_per_step / 1000 + validation_sec
     elapsed = self.elapsed()
-    epochs = epochs_within_budget(self.budget_sec, elapsed, epoch_sec, 1, self._max_epochs)
+    epochs = epochs_within_budget(self.budget_sec, elapsed, epoch_sec, epochs_done,
+                                  self._max_epochs)
     if isinstance(self._schedule, WarmupCosine):
       self._schedule.set_total_steps(max(epochs * self._steps_per_epoch,
                                          self._schedule.decay_start))
@@ -302,8 +303,8 @@ class TimeBudget(keras.callbacks.Callback):
 
   def on_epoch_end(self, epoch, logs=None):
     done = epoch + 1 - self._first_epoch
-    if done == 1 and not self.decision:
-      self._decide()
+    if not self.decision:  # the first epoch of this fit (a resumed one may start later)
+      self._decide(done)
     if self.decision and done >= self.decision['epochs_chosen']:
       self.model.stop_training = True
 

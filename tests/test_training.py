@@ -373,3 +373,39 @@ def test_valid_training_args_pass():
 def test_out_of_range_training_args(kwargs, message):
   with pytest.raises(ValueError, match=message):
     training.validate_training_args(**kwargs)
+
+
+def _budget_at(clock, model, first_epoch=0):
+  timer = training_stats.TrainingTimer(batch_size=128, clock=clock)
+  budget = training.TimeBudget(1.0, timer, clock=clock)  # 60 s
+  for c in (timer, budget):
+    c.set_model(model)
+  schedule = training.make_schedule('cosine', 0.1, total_steps=45 * 20, warmup_steps=20,
+                                    decay_start=20)
+  budget.start()
+  budget.begin_phase(schedule, steps_per_epoch=20, max_epochs=45, first_epoch=first_epoch)
+  timer.on_train_begin()
+  return timer, budget, schedule
+
+
+def test_a_resumed_budget_keeps_the_stopped_runs_choice():
+  clock, model = _Clock(), _Model()
+  timer, budget, schedule = _budget_at(clock, model)
+  budget.resume({'epochs_chosen': 5, 'ms_per_step': 100.0})
+  assert schedule.total_steps == 5 * 20  # the schedule ends where the stopped run's would have
+  # Resumed after epoch 3 of 5: epochs 4 and 5 run, then the fit stops; nothing is re-measured.
+  for epoch in (3, 4):
+    _epoch(timer, budget, clock, epoch, 20, 7.0, 4, 0.5)  # (slower steps: no new choice)
+    assert model.stop_training == (epoch == 4)
+  assert budget.decision['epochs_chosen'] == 5
+
+
+def test_a_budget_resumed_before_its_choice_decides_after_its_first_epoch():
+  # Stopped after epoch 1, before the choice was saved: the resumed fit starts at epoch 2 of the
+  # phase and measures that epoch instead (20 steps of 0.1 s + 4 validation batches of 0.5 s).
+  clock, model = _Clock(), _Model()
+  timer, budget, _ = _budget_at(clock, model)
+  _epoch(timer, budget, clock, 1, 20, 0.1, 4, 0.5)
+  assert budget.decision['epoch_sec'] == pytest.approx(4.0)
+  # 4 s elapsed, 56 s left: 14 more whole epochs; with the 2 of the phase done, 16.
+  assert budget.decision['epochs_chosen'] == 16

@@ -111,7 +111,7 @@ def write_cifar100_archive(path: str, train_per_class: int = 5, test_per_class: 
 def extract_archive(archive: str, target_dir: str) -> str:
   """Extracts like the user would; returns the cifar-100-python/ folder."""
   with tarfile.open(archive, 'r:gz') as tar:
-    tar.extractall(target_dir)
+    tar.extractall(target_dir, filter='data')  # what Python 3.14 does by default
   return os.path.join(target_dir, 'cifar-100-python')
 
 

@@ -693,9 +693,10 @@ def run_on_vertex(runs: Sequence[PlannedRun], args: argparse.Namespace) -> None:
   if args.dry_run:
     print('\n'.join(f'{r.variant.label}, seed {r.seed}: {r.pipeline_file}' for r in runs))
     return
+  cloud_argv = vertex_argv(args)
   try:
     for run in runs:
-      _compile_once(run, args.name, vertex_argv(args))
+      _compile_once(run, args.name, cloud_argv)
     if cloud.submit and all(run.state == 'COMPILED' for run in runs):
       vertex.check_credentials()
       for run in runs:

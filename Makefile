@@ -61,6 +61,7 @@ bench: install
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/input_pipeline.py
 	$(BIN)/python benchmarks/step_time.py
+	$(BIN)/python benchmarks/evaluator.py
 
 image:
 	@test -n "$(IMAGE)" || { echo "error: pass IMAGE=REGION-docker.pkg.dev/PROJECT/REPO/cifar100-tfx" >&2; exit 2; }

@@ -4,7 +4,8 @@ Runs the pipeline's own components up to Transform (ExampleGen, StatisticsGen, S
 curated schema, ExampleValidator, the validation gate, Transform: taken from `create_pipeline`,
 so the wiring, custom_config and Beam args are a default run's) with LocalDagRunner, in a fresh
 process per run, and prints each component's seconds (from ML Metadata, as `pipeline.inspect
---run` shows them), images/s from ExampleGen's start to Transform's end, the CPU seconds of the
+--run` shows them) and CPU seconds (user + system, which other jobs' load does not change),
+images/s from ExampleGen's start to Transform's end, the CPU seconds of the
 run (Beam workers included), the peak resident memory of the whole process tree (sampled every
 50 ms), the size of Transform's output, the machine's CPU flags and its 1-minute load average.
 
@@ -65,6 +66,23 @@ def _component_seconds(output_dir: str) -> dict:
   return {e['component']: e['duration_sec'] for e in details['executions']}
 
 
+def _record_component_cpu(cpu_s: dict) -> None:
+  """Makes each component launch add its CPU seconds (user + system, this process and its reaped
+  children: LocalDagRunner runs the components one after another in this process) to `cpu_s`."""
+  from tfx.orchestration.portable import launcher  # pylint: disable=g-import-not-at-top
+  launch = launcher.Launcher.launch
+
+  def timed_launch(self):
+    before = sum(os.times()[:4])
+    try:
+      return launch(self)
+    finally:
+      node_id = self._pipeline_node.node_info.id  # pylint: disable=protected-access
+      cpu_s[node_id] = cpu_s.get(node_id, 0.0) + sum(os.times()[:4]) - before
+
+  launcher.Launcher.launch = timed_launch
+
+
 def child_main(data_path: str, model: str, output_dir: str, overrides: str) -> None:
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   from base.configs import DataConfig, PipelineConfig, RunnerConfig, TrainingConfig
@@ -93,6 +111,8 @@ def child_main(data_path: str, model: str, output_dir: str, overrides: str) -> N
       components=components, enable_cache=False,
       metadata_connection_config=full.metadata_connection_config,
       beam_pipeline_args=full.beam_pipeline_args)
+  component_cpu = {}
+  _record_component_cpu(component_cpu)
   cpu = sum(os.times()[:4])  # user + system, of this process and its reaped children
   started = time.time()
   tfx.orchestration.LocalDagRunner().run(pipeline)
@@ -101,6 +121,7 @@ def child_main(data_path: str, model: str, output_dir: str, overrides: str) -> N
   print(json.dumps({
       'data': data_path, 'model': model, 'images': sum(sizes.values()), 'seconds': seconds,
       'cpu_s': sum(os.times()[:4]) - cpu, 'components': _component_seconds(output_dir),
+      'component_cpu_s': component_cpu,
       'transformed_mib': _dir_bytes(transformed) / 2**20 if os.path.isdir(transformed) else 0.0,
   }))
 
@@ -135,9 +156,11 @@ def main() -> None:
   for _ in range(args.repeat):
     r = run_one(os.path.abspath(data), args.model, workdir, args.keep, overrides)
     parts = ', '.join(f'{k} {v:.1f}' for k, v in r['components'].items())
+    cpu_parts = ', '.join(f'{k} {v:.1f}' for k, v in r['component_cpu_s'].items())
     print(f'{r["images"]:,} images, {r["seconds"]:.1f} s, {r["images"] / r["seconds"]:,.0f} '
           f'images/s, {r["cpu_s"]:.1f} CPU s, peak RSS {r["peak_rss_mib"]:,.0f} MiB, Transform '
           f'output {r["transformed_mib"]:.0f} MiB, load {r["load"]:.1f}\n  seconds: {parts}'
+          f'\n  CPU s: {cpu_parts}'
           + (f'\n  outputs: {r["output_dir"]}' if args.keep else ''), flush=True)
 
 

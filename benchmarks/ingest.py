@@ -72,6 +72,7 @@ def main() -> None:
   parser.add_argument('--repeat', type=int, default=1, help='runs of each configuration')
   args = parser.parse_args()
   workdir = args.workdir or tempfile.mkdtemp(prefix='ingest_bench_')
+  os.makedirs(workdir, exist_ok=True)
   archive = os.path.join(workdir, 'cifar-100-python.tar.gz')
   if not os.path.exists(archive):
     from tests import fixtures  # pylint: disable=g-import-not-at-top

@@ -1,16 +1,19 @@
 """Is the Trainer's input pipeline ever the bottleneck? simple_cnn at batch 128, fed two ways.
 
-- `disk`: the Trainer's real input code (`modules.inputs.make_dataset`) reading transformed
-  examples from gzipped TFRecords, in exactly Transform's output format;
+- `disk`: the Trainer's real input code (`modules.inputs.make_dataset`) reading gzipped
+  TFRecords: by default ExampleGen's raw examples (PNG bytes) through Transform's graph, written
+  as TFX's in-place Transform writes it, exactly what the Trainer reads;
 - `memory`: the same images and labels as numpy arrays in an in-memory tf.data pipeline.
 
 Each feed runs in a fresh process (timings of several models in one process drift), twice,
 alternating; steady-state ms/step excludes the first epoch (tracing, cache fill).
 
     python benchmarks/input_pipeline.py [--examples 20000] [--epochs 3] [--classes 100]
-                                        [--format int64|float32]
+                                        [--format raw|int64|float32]
 
-`--format`: int64 pixels (what Transform writes now) or normalized float32 (what it wrote before).
+`--format`: raw PNG examples through the transform graph (the pipeline's way since Transform
+stopped materialising), or materialised transformed examples as Transform wrote them before:
+int64 pixels, or normalized float32 (the format before that).
 
 Target (docs/benchmarks.md): disk / memory steady-state ms/step <= 1.05.
 """
@@ -30,6 +33,22 @@ def feature_spec(image_format: str):
   from base import constants  # pylint: disable=g-import-not-at-top
   return {constants.IMAGE_XF_KEY: tf.io.FixedLenFeature([32, 32, 3], tf.as_dtype(image_format)),
           constants.LABEL_XF_KEY: tf.io.FixedLenFeature([], tf.int64)}
+
+
+def write_raw(path: str, examples: int, classes: int) -> None:
+  """ExampleGen's examples (random 32x32 PNGs, labels) and, beside them, the transform graph."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from datasources import encoding  # pylint: disable=g-import-not-at-top
+  from tests import fixtures  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (examples, 32, 32, 3), dtype=np.uint8)
+  encoding.write_tfrecord_gz(path, [fixtures.raw_example(png, i % classes) for i, png in
+                                    enumerate(encoding.encode_pngs(images))])
+  fixtures.write_transform_graph(graph_dir(path))
+
+
+def graph_dir(path: str) -> str:
+  return os.path.join(os.path.dirname(path), 'transform_graph')
 
 
 def write_transformed(path: str, examples: int, classes: int, image_format: str) -> None:
@@ -60,11 +79,14 @@ def child(feed: str, path: str, examples: int, epochs: int, classes: int,
   from modules import inputs, models, training, training_stats
   batch = 128
   steps = examples // batch
+  spec, raw = feature_spec('int64' if image_format == 'raw' else image_format), None
+  if image_format == 'raw':
+    import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
+    raw = inputs.raw_examples(tft.TFTransformOutput(graph_dir(path)))
   if feed == 'disk':
-    data = inputs.make_dataset([path], feature_spec(image_format), batch, True, examples)
+    data = inputs.make_dataset([path], spec, batch, True, examples, raw=raw)
   else:
-    parsed = next(iter(inputs.make_dataset([path], feature_spec(image_format), examples, False,
-                                           examples)))
+    parsed = next(iter(inputs.make_dataset([path], spec, examples, False, examples, raw=raw)))
     images, labels = parsed[0].numpy(), parsed[1].numpy()
     data = (tf.data.Dataset.from_tensor_slices((images, labels)).cache()
             .shuffle(examples).repeat().batch(batch, drop_remainder=True)
@@ -85,13 +107,17 @@ def main() -> None:
   parser.add_argument('--epochs', type=int, default=3)
   parser.add_argument('--classes', type=int, default=100)
   parser.add_argument('--repeats', type=int, default=2)
-  parser.add_argument('--format', default='int64', choices=('int64', 'float32'),
-                      help='image_xf as Transform writes it now (int64) or before (float32)')
+  parser.add_argument('--format', default='raw', choices=('raw', 'int64', 'float32'),
+                      help='raw examples through the transform graph (the pipeline now), or '
+                      'image_xf as Transform materialised it before (int64; float32 before that)')
   args = parser.parse_args()
   workdir = tempfile.mkdtemp(prefix='input_bench_')
-  path = os.path.join(workdir, 'transformed.gz')
-  print(f'Writing {args.examples:,} transformed examples to {path} ...', flush=True)
-  write_transformed(path, args.examples, args.classes, args.format)
+  path = os.path.join(workdir, 'examples.gz')
+  print(f'Writing {args.examples:,} {args.format} examples to {path} ...', flush=True)
+  if args.format == 'raw':
+    write_raw(path, args.examples, args.classes)
+  else:
+    write_transformed(path, args.examples, args.classes, args.format)
   results = {'disk': [], 'memory': []}
   for _ in range(args.repeats):
     for feed in ('memory', 'disk'):

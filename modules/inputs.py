@@ -1,12 +1,19 @@
-"""The input pipeline shared by Trainer and Tuner: transformed examples -> (images, labels) batches.
+"""The input pipeline shared by Trainer and Tuner: raw examples -> (images, labels) batches.
 
-Transformed images are small (stored size, pixels in [0, 255]), so the parsed split is cached in
-memory as uint8 (3 KB per 32x32 image) after the first pass when it fits the budget below; later
+The Trainer and the Tuner read ExampleGen's raw examples (PNG bytes) and apply Transform's graph
+here, in tf.data (`raw_examples`): Transform writes only that graph and never materialises the
+transformed splits, so data preparation has no Beam pass over the pixels (docs/benchmarks.md,
+data preparation). The model still gets exactly what the transform graph computes, the graph
+every serving signature runs too.
+
+Transformed images are small (stored size, pixels in [0, 255]), so the transformed split is cached
+in memory as uint8 (3 KB per 32x32 image) after the first pass when it fits the budget below: each
+PNG is decoded once per process, and later
 epochs then run at the speed of an in-memory numpy pipeline (benchmarks/input_pipeline.py
 measures it). Batches leave as float32 pixels in [0, 255]: the model normalizes them in its first
 layer (modules/models.py), as it does at serving time.
 """
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 import tensorflow as tf
 
@@ -35,11 +42,29 @@ def count_examples(patterns: List[str]) -> int:
   return int(_records(patterns).reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
 
 
+class RawExamples(NamedTuple):
+  """How to read raw examples: what to parse of them, and the transform graph to apply."""
+  feature_spec: Dict[str, Any]  # the raw features preprocessing_fn reads
+  transform: Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]
+
+
+def raw_examples(tf_transform_output) -> RawExamples:
+  """ExampleGen's examples through Transform's graph (a `tft.TFTransformOutput`): only the image
+  and the label are parsed (the graph supplies its other inputs, as at serving time)."""
+  spec = tf_transform_output.raw_feature_spec()
+  return RawExamples({key: spec[key] for key in (constants.IMAGE_KEY, constants.LABEL_KEY)},
+                     tf_transform_output.transform_features_layer())
+
+
 def make_dataset(patterns: List[str], transformed_feature_spec: Dict[str, Any],
                  batch_size: int, training_split: bool, num_examples: int,
-                 augment: str = 'none', seed: Optional[int] = None) -> tf.data.Dataset:
-  """(images [B, S, S, 3] float32 pixels in [0, 255], labels [B] int64) batches of transformed
-  examples (int64 pixels, as Transform writes them; a float32 image feature passes unchanged).
+                 augment: str = 'none', seed: Optional[int] = None,
+                 raw: Optional[RawExamples] = None) -> tf.data.Dataset:
+  """(images [B, S, S, 3] float32 pixels in [0, 255], labels [B] int64) batches.
+
+  With `raw`, the records are raw examples, parsed with its spec and transformed by its graph (the
+  pipeline's way); without, they are transformed examples as Transform materialises them (int64
+  pixels; a float32 image feature passes unchanged).
 
   The train split is shuffled, repeated forever (pass `steps_per_epoch`) and augmented on the fly;
   augmentation runs here in tf.data and not in Transform so that Transform's output stays
@@ -54,7 +79,10 @@ def make_dataset(patterns: List[str], transformed_feature_spec: Dict[str, Any],
   cache_dtype = tf.uint8 if image_spec.dtype.is_integer else tf.float32
 
   def parse(serialized):
-    features = tf.io.parse_example(serialized, feature_spec)
+    if raw is None:
+      features = tf.io.parse_example(serialized, feature_spec)
+    else:
+      features = raw.transform(tf.io.parse_example(serialized, raw.feature_spec))
     return (tf.cast(features[constants.IMAGE_XF_KEY], cache_dtype),
             tf.reshape(features[constants.LABEL_XF_KEY], [-1]))
 

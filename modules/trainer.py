@@ -209,9 +209,12 @@ def train(config: TrainingConfig, model: keras.Model, train_data: tf.data.Datase
       continue
     logging.info('Training %s: %d epochs at learning rate %g, fine_tune_layers=%s',
                  config.model, epochs, learning_rate, fine_tune)
+    # A resumed fit skips the batches the stopped run had trained on, so that it sees the very
+    # batches an uninterrupted training sees next (the input pipeline's work for them, once).
+    data = train_data.skip((start - epoch) * steps_per_epoch) if start > epoch else train_data
     # Repeated: Keras 3 keeps one validation iterator across epochs when validation_steps is
     # given, so a one-pass dataset would leave every second epoch without validation.
-    model.fit(train_data, validation_data=eval_data.repeat(), epochs=epoch + epochs,
+    model.fit(data, validation_data=eval_data.repeat(), epochs=epoch + epochs,
               initial_epoch=start,
               steps_per_epoch=steps_per_epoch, validation_steps=validation_steps, verbose=2,
               callbacks=[timer, *([backup] if backup else []), *callbacks, *training.make_callbacks(
@@ -260,6 +263,14 @@ def _fsync(path: str) -> None:
     os.close(fd)
 
 
+def _seed_states(model: keras.Model) -> List[keras.Variable]:
+  """The state variables of the model's `keras.random.SeedGenerator`s (Dropout's, say): among
+  `model.variables`, not among the weights that `save_weights` writes. In the model's order:
+  their names are numbered per process (`seed_generator_2`), so they are saved as a list."""
+  weights = {id(v) for v in model.weights}
+  return [v for v in model.variables if id(v) not in weights]
+
+
 class EpochBackup(keras.callbacks.Callback):
   """The training state after every epoch, so that a Trainer killed mid-training resumes.
 
@@ -269,8 +280,10 @@ class EpochBackup(keras.callbacks.Callback):
   to a temporary folder, synced, and renamed to `phase-P/epoch-NNNN` (a rename is atomic), then
   older states are removed: the newest complete folder is always a consistent state. `train`
   calls `restore` before each phase's fit; `remove` deletes everything once the model is exported.
-  Not restored: EarlyStopping's and ReduceLROnPlateau's counters, the data order (the resumed
-  epochs start a new pass over the shuffled data).
+  The state also holds the models' random-number states (a Dropout layer's `SeedGenerator`,
+  which `save_weights` leaves out), and `train` skips the batches already trained on: a resumed
+  one-phase training replays the uninterrupted one (docs/reliability.md). Not restored:
+  EarlyStopping's and ReduceLROnPlateau's counters.
   """
 
   def __init__(self, folder: str):
@@ -299,6 +312,8 @@ class EpochBackup(keras.callbacks.Callback):
     model.load_weights(os.path.join(path, _WEIGHTS_FILE))
     with open(os.path.join(path, _STATE_FILE)) as f:
       state = json.load(f)
+    for variable, value in zip(_seed_states(model), state.get('seed_states', [])):
+      variable.assign(value)
     for field in _TIMER_FIELDS:
       setattr(timer, field, state['timer'][field])
     self.saved_decision = state.get('time_budget') or None
@@ -319,6 +334,7 @@ class EpochBackup(keras.callbacks.Callback):
     timer['total_time'] += time.perf_counter() - self._fit_started  # this fit, so far
     with open(os.path.join(temporary, _STATE_FILE), 'w') as f:
       json.dump({'epoch': epoch + 1, 'timer': timer,
+                 'seed_states': [v.numpy().tolist() for v in _seed_states(self.model)],
                  'time_budget': self.budget.decision if self.budget else None}, f)
     for name in (_WEIGHTS_FILE, _STATE_FILE):
       _fsync(os.path.join(temporary, name))  # on disk before the rename makes them the state
@@ -334,6 +350,25 @@ class EpochBackup(keras.callbacks.Callback):
 
 # ------------------------------------------------------------------------- tf.distribute --
 
+class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+  """TensorFlow's, with the `reduce` that Keras 3's `fit` expects of it (keras-team/keras#20585).
+
+  Keras 3 (3.6 here) calls `reduce` on a whole (images, labels) batch before the first step, which
+  TensorFlow's MultiWorkerMirroredStrategy refuses ("Attempt to convert a value (PerReplica..."),
+  and averages each step's scalar logs with `axis=0` ("Invalid reduction dimension 0 for input
+  with 0 dimensions"). This one reduces each value of a structure on its own, scalars across the
+  replicas only; anything else is TensorFlow's reduce unchanged.
+  """
+
+  def reduce(self, reduce_op, value, axis):
+    def one(v):
+      local = self.experimental_local_results(v)[0]
+      rank = getattr(local, 'shape', tf.TensorShape(None)).rank
+      return super(MultiWorkerMirroredStrategy, self).reduce(
+          reduce_op, v, None if rank == 0 else axis)
+    return tf.nest.map_structure(one, value)
+
+
 def make_strategy() -> tf.distribute.Strategy:
   """How the Trainer spreads training over devices.
 
@@ -341,10 +376,13 @@ def make_strategy() -> tf.distribute.Strategy:
   it for a multi-replica job); MirroredStrategy when this machine sees several GPUs; otherwise the
   default strategy (one device). Under each, `--batch-size` is the global batch, which Keras
   splits between the replicas, so the learning rate, set per global batch, stays what it is.
+  Call it before any TensorFlow op runs: MultiWorkerMirroredStrategy configures the runtime's
+  collective ops, which TensorFlow refuses once it has started ("must be configured at program
+  startup").
   """
   cluster = json.loads(os.environ.get('TF_CONFIG') or '{}').get('cluster', {})
   if sum(len(cluster.get(role, ())) for role in ('chief', 'worker')) > 1:
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    return MultiWorkerMirroredStrategy()
   if len(tf.config.list_logical_devices('GPU')) > 1:
     return tf.distribute.MirroredStrategy()
   return tf.distribute.get_strategy()
@@ -356,6 +394,59 @@ def distribution_stats(strategy: tf.distribute.Strategy) -> Dict[str, Any]:
           'num_replicas_in_sync': int(strategy.num_replicas_in_sync)}
 
 
+def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
+  """The dataset with DATA auto-sharding, for MultiWorkerMirroredStrategy (Keras distributes it).
+
+  Every worker reads, parses and caches the whole split and keeps its part of each global batch,
+  so the workers together see exactly what one machine sees, whatever the number and sizes of the
+  files. FILE sharding (AUTO's first choice) would give each worker whole files: a split in fewer
+  files than workers fails, and files of unequal sizes are repeated unequally. DATA needs the same
+  element order on every worker, which the seeded shuffle and deterministic reads give.
+  """
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+  return dataset.with_options(options)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """Whether this process keeps what it saves: yes unless it is a non-chief worker of a
+  multi-worker training (TF_CONFIG's chief, or worker 0 when it names none, is the chief)."""
+  return bool(strategy.extended.should_checkpoint)
+
+
+@dataclasses.dataclass(frozen=True)
+class Outputs:
+  """Where this Trainer process writes. Every worker of a multi-worker training must save (the
+  saves read distributed variables together), but only the chief's saves are the Trainer's
+  outputs: the others write to `scratch`, a temporary folder deleted at the end."""
+  serving_model_dir: str
+  model_run_dir: str
+  backup_folder: str
+  chief: bool
+  scratch: Optional[str] = None
+
+
+def outputs_for(fn_args, strategy: tf.distribute.Strategy) -> Outputs:
+  """The Trainer's folders for the chief; temporary ones for another worker, which resumes from
+  a copy of the chief's saved epochs (all workers must continue from the same epoch)."""
+  if is_chief(strategy):
+    return Outputs(fn_args.serving_model_dir, fn_args.model_run_dir, backup_folder(fn_args), True)
+  scratch = tempfile.mkdtemp(prefix='trainer-worker-')
+  backups = os.path.join(scratch, RESUME_DIR)
+  if os.path.isdir(backup_folder(fn_args)):
+    shutil.copytree(backup_folder(fn_args), backups)
+  return Outputs(os.path.join(scratch, 'serving_model'), os.path.join(scratch, 'model_run'),
+                 backups, False, scratch)
+
+
+def wait_for_the_chief(strategy: tf.distribute.Strategy) -> None:
+  """Returns once every worker has called it (an all-reduce; no-op on one machine): called after
+  the chief's last write, so no worker leaves before the model is exported. TFX's Trainer checks
+  on every worker that the serving model exists, and the workers share the chief's folders."""
+  if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1.0)), axis=None)
+
+
 def _versions() -> Dict[str, str]:
   import tfx  # pylint: disable=g-import-not-at-top
   return {'python': platform.python_version(), 'tensorflow': tf.__version__,
@@ -365,7 +456,8 @@ def _versions() -> Dict[str, str]:
 
 # TFX Trainer calls this.
 def run_fn(fn_args) -> None:
-  """Trains the configured model on the transformed train split and exports it for serving."""
+  """Trains the configured model on the train split (transformed in tf.data) and exports it."""
+  strategy = make_strategy()  # first: MultiWorkerMirroredStrategy must precede any TensorFlow op
   custom = fn_args.custom_config
   config, hyperparameters = with_hyperparameters(
       TrainingConfig(**custom[TRAINING]), fn_args.hyperparameters,
@@ -376,30 +468,33 @@ def run_fn(fn_args) -> None:
   keras.utils.set_random_seed(config.seed)
   with training.precision_policy(config.precision) as precision:
     logging.info('Precision: %s (--precision %s)', precision, config.precision)
-    _train_and_export(fn_args, config, hyperparameters, class_names, stored_size)
+    _train_and_export(fn_args, config, hyperparameters, class_names, stored_size, strategy)
 
 
 def _train_and_export(fn_args, config: TrainingConfig, hyperparameters: Dict[str, Any],
-                      class_names: Sequence[str], stored_size: int) -> None:
+                      class_names: Sequence[str], stored_size: int,
+                      strategy: tf.distribute.Strategy) -> None:
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
   feature_spec = tf_transform_output.transformed_feature_spec()
+  raw = inputs.raw_examples(tf_transform_output)  # ExampleGen's examples, transformed in tf.data
   num_train = inputs.count_examples(fn_args.train_files)
   num_eval = inputs.count_examples(fn_args.eval_files)
   steps_per_epoch = config.steps_per_epoch or math.ceil(num_train / config.batch_size)
   train_data = inputs.make_dataset(fn_args.train_files, feature_spec, config.batch_size,
-                                   True, num_train, config.augment, config.seed)
+                                   True, num_train, config.augment, config.seed, raw=raw)
   eval_data = inputs.make_dataset(fn_args.eval_files, feature_spec, config.batch_size,
-                                  False, num_eval)
+                                  False, num_eval, raw=raw)
 
-  strategy = make_strategy()
   logging.info('Distribution: %s', distribution_stats(strategy))
+  out = outputs_for(fn_args, strategy)  # a non-chief worker's saves go to a temporary folder
+  train_data, eval_data = shard_by_data(train_data), shard_by_data(eval_data)
   with strategy.scope():  # the model's and the optimizer's variables on every replica
     model = build(config, len(class_names), stored_size)
     started = time.time()
-    backup = EpochBackup(backup_folder(fn_args))
+    backup = EpochBackup(out.backup_folder)
     timer = train(config, model, train_data, eval_data, steps_per_epoch,
                   math.ceil(num_eval / config.batch_size), callbacks=[
-        keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, 'logs'))],
+        keras.callbacks.TensorBoard(log_dir=os.path.join(out.model_run_dir, 'logs'))],
                   time_budget=config.time_budget, backup=backup)
   logging.info('Training took %.0f s', time.time() - started)
 
@@ -416,10 +511,13 @@ def _train_and_export(fn_args, config: TrainingConfig, hyperparameters: Dict[str
       constants.VERSIONS_FILE: _versions(),
   }
   export.export_serving_model(model, tf_transform_output, class_names,
-                              fn_args.serving_model_dir, provenance, config.tta)
+                              out.serving_model_dir, provenance, config.tta)
   # The Keras model itself, for notebooks, further fine-tuning and the export-consistency test.
-  model.save(os.path.join(fn_args.model_run_dir, KERAS_MODEL_FILE))
+  model.save(os.path.join(out.model_run_dir, KERAS_MODEL_FILE))
   # Next to the model too, where the report and the notebooks look for it.
-  export.write_provenance(os.path.dirname(fn_args.serving_model_dir),
+  export.write_provenance(os.path.dirname(out.serving_model_dir),
                           {constants.TRAINING_STATS_FILE: stats})
   backup.remove()  # the model is out: a retry from here on would be a new training
+  if out.scratch:
+    shutil.rmtree(out.scratch, ignore_errors=True)
+  wait_for_the_chief(strategy)

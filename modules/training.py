@@ -229,6 +229,16 @@ def epochs_within_budget(budget_sec: float, elapsed_sec: float, epoch_sec: float
   return int(min(max_epochs, epochs_done + more))
 
 
+def smallest_across_replicas(strategy: tf.distribute.Strategy, value_fn) -> int:
+  """The smallest of `value_fn()` (an integer tensor, run in each replica) over all replicas of
+  the strategy, the same answer on every worker of a multi-worker training; `value_fn()` itself
+  with one replica. (tf.distribute's reductions have no MIN: the values are gathered.)"""
+  if strategy.num_replicas_in_sync == 1:
+    return int(value_fn())
+  per_replica = strategy.run(lambda: tf.reshape(tf.cast(value_fn(), tf.int64), [1]))
+  return int(tf.reduce_min(strategy.gather(per_replica, axis=0)))
+
+
 class TimeBudget(keras.callbacks.Callback):
   """Chooses the epochs of the last training phase so that the whole training fits a budget.
 
@@ -275,6 +285,10 @@ class TimeBudget(keras.callbacks.Callback):
     elapsed = self.elapsed()
     epochs = epochs_within_budget(self.budget_sec, elapsed, epoch_sec, epochs_done,
                                   self._max_epochs)
+    # Each worker of a multi-worker training measures its own steps; they must all stop after
+    # the same epoch, or the others would wait in a collective op forever.
+    strategy = getattr(self.model, 'distribute_strategy', None) or tf.distribute.get_strategy()
+    epochs = smallest_across_replicas(strategy, lambda: tf.constant(epochs))
     if isinstance(self._schedule, WarmupCosine):
       self._schedule.set_total_steps(max(epochs * self._steps_per_epoch,
                                          self._schedule.decay_start))

@@ -3,13 +3,14 @@
 TFX's Transform component calls `preprocessing_fn`; the same graph is exported inside the model
 (modules/export.py), so serving takes the raw PNG bytes and there is no training/serving skew.
 
-Transform materialises the decoded pixels, integers in [0, 255] (an int64 feature: ~4.3 KB per
-32x32 image in a tf.Example against 12.3 KB as float32, and 3 KB as uint8 in the Trainer's
-in-memory cache). The normalization the model family expects (`normalize`, below) is the model's
-first layer (modules/models.py), so the Trainer's input, the exported model and every serving
-signature apply the very same function to the very same pixels, and one Transform output serves
-every model of a study whatever its preprocessing mode (docs/benchmarks.md: where Transform's
-time went, and what this saved).
+`preprocessing_fn` decodes to pixels, integers in [0, 255] (int64, 3 KB as uint8 in the Trainer's
+in-memory cache). Transform materialises nothing: it writes only this graph (TFT's in-place mode,
+no Beam pass), and the Tuner and the Trainer apply it to ExampleGen's examples in tf.data
+(modules/inputs.py). The normalization the model family expects (`normalize`, below) is the
+model's first layer (modules/models.py), so the Trainer's input, the exported model and every
+serving signature apply the very same function to the very same pixels, and one Transform output
+serves every model of a study whatever its preprocessing mode (docs/benchmarks.md: data
+preparation).
 
 Resizing to --image-size is NOT done here either: the model resizes on the fly in its first
 layers. At 224 px, 40,000 materialised training images would be ~6 GB even as uint8; resized on
@@ -67,8 +68,8 @@ def decode_images(png_bytes: tf.Tensor, size: int) -> tf.Tensor:
 def preprocessing_fn(inputs: Dict[str, tf.Tensor], custom_config: Dict[str, Any]):
   """Raw features -> {image_xf: [B, S, S, 3] int64 pixels in [0, 255], label_xf: [B] int64}.
 
-  int64 because a tf.Example holds only int64, float32 and bytes: it stores 0..127 in one byte and
-  128..255 in two. No analyzer: TFT's analysis pass has nothing to compute.
+  int64, the integer type of a tf.Example and of TFT's schemas. No analyzer: with none, and with
+  materialize=False and disable_statistics=True, TFX runs Transform in place, without Beam.
   """
   images = decode_images(inputs[constants.IMAGE_KEY], int(custom_config[constants.STORED_IMAGE_SIZE]))
   return {

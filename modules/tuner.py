@@ -42,6 +42,7 @@ class PipelineHyperModel(keras_tuner.HyperModel):
     self._stored_size = stored_image_size
     self._fn_args = fn_args
     self._feature_spec = tf_transform_output.transformed_feature_spec()
+    self._raw = inputs.raw_examples(tf_transform_output)  # ExampleGen's examples
     self._num_train = inputs.count_examples(fn_args.train_files)
     self._num_eval = inputs.count_examples(fn_args.eval_files)
 
@@ -59,10 +60,11 @@ class PipelineHyperModel(keras_tuner.HyperModel):
     keras.utils.set_random_seed(config.seed)
     train_data = inputs.make_dataset(self._fn_args.train_files, self._feature_spec,
                                      config.batch_size,
-                                     True, self._num_train, config.augment, config.seed)
+                                     True, self._num_train, config.augment, config.seed,
+                                     raw=self._raw)
     eval_data = inputs.make_dataset(self._fn_args.eval_files, self._feature_spec,
                                     config.batch_size,
-                                    False, self._num_eval)
+                                    False, self._num_eval, raw=self._raw)
     steps = config.steps_per_epoch or math.ceil(self._num_train / config.batch_size)
     started = time.time()
     timer = trainer.train(config, model, train_data, eval_data, steps,

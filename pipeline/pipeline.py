@@ -137,12 +137,13 @@ def create_pipeline(config: PipelineConfig,
           constants.STORED_IMAGE_SIZE: data.stored_image_size,
           constants.CODE_FINGERPRINT: code_fingerprint(),
       },
-      # The Evaluator reads the raw test split through the model's own transform signature.
-      splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN_SPLIT],
-                                           transform=[TRAIN_SPLIT, EVAL_SPLIT]),
-      # No TFDV statistics of the raw and transformed splits: nothing reads them (StatisticsGen
-      # has the raw ones), and over 3,072 pixel values per image they are costly
-      # (docs/benchmarks.md, data preparation).
+      splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN_SPLIT]),
+      # Only the transform graph: the Tuner and the Trainer apply it to ExampleGen's examples in
+      # tf.data (modules/inputs.py), the Evaluator through the model's own transform signature.
+      # With no materialised output, no statistics and no analyzer in preprocessing_fn, TFX runs
+      # TFT's in-place mode: no Beam pass over the pixels at all (docs/benchmarks.md, data
+      # preparation). No TFDV statistics: StatisticsGen has the raw ones.
+      materialize=False,
       disable_statistics=True)
   transform.add_upstream_node(validation_gate)  # never train on data that failed validation
 
@@ -157,7 +158,7 @@ def create_pipeline(config: PipelineConfig,
   if tuning.tuner:
     tuner = (vertex_training.tuner if vertex_training else Tuner)(
         tuner_fn=TUNER_FN,
-        examples=transform.outputs['transformed_examples'],
+        examples=example_gen.outputs['examples'],
         transform_graph=transform.outputs['transform_graph'],
         schema=schema,
         train_args=tfx.proto.TrainArgs(splits=[TRAIN_SPLIT]),
@@ -175,7 +176,7 @@ def create_pipeline(config: PipelineConfig,
 
   trainer = (vertex_training.trainer if vertex_training else tfx.components.Trainer)(
       run_fn=RUN_FN,
-      examples=transform.outputs['transformed_examples'],
+      examples=example_gen.outputs['examples'],
       transform_graph=transform.outputs['transform_graph'],
       schema=schema,
       hyperparameters=hyperparameters,

@@ -134,3 +134,45 @@ def write_image_folder(root: str, classes: Sequence[str], train_per_class: int,
         Image.fromarray(image).save(os.path.join(folder, f'{n:04d}.{fmt}'))
       written[split][name] = images
   return written
+
+
+# ExampleGen's raw features as SchemaGen infers them ([1] per example).
+def raw_feature_spec():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from base import constants  # pylint: disable=g-import-not-at-top
+  return {constants.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
+          constants.LABEL_KEY: tf.io.FixedLenFeature([1], tf.int64),
+          constants.LABEL_NAME_KEY: tf.io.FixedLenFeature([1], tf.string)}
+
+
+def raw_example(png: bytes, label: int, label_name: bytes = b'x') -> bytes:
+  """One serialized tf.Example as ExampleGen writes it: the PNG, the label and its name."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from base import constants  # pylint: disable=g-import-not-at-top
+  return tf.train.Example(features=tf.train.Features(feature={
+      constants.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[png])),
+      constants.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
+      constants.LABEL_NAME_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[label_name])),
+  })).SerializeToString()
+
+
+def write_transform_graph(path: str, stored_image_size: int = 32):
+  """Transform's output as TFX's in-place Transform writes it (materialize=False, no statistics,
+  no analyzer): the raw metadata and the graph of preprocessing_fn, traced without reading data.
+  Returns its `tft.TFTransformOutput`."""
+  import functools  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
+  from tensorflow_transform import impl_helper  # pylint: disable=g-import-not-at-top
+  from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io  # pylint: disable=g-import-not-at-top
+  from base import constants  # pylint: disable=g-import-not-at-top
+  from modules import transform  # pylint: disable=g-import-not-at-top
+  spec = raw_feature_spec()
+  metadata_io.write_metadata(dataset_metadata.DatasetMetadata.from_feature_spec(spec),
+                             os.path.join(path, tft.TFTransformOutput.RAW_METADATA_DIR))
+  type_specs = {key: tf.TensorSpec([None, *s.shape], s.dtype) for key, s in spec.items()}
+  impl_helper.analyze_in_place(
+      functools.partial(transform.preprocessing_fn,
+                        custom_config={constants.STORED_IMAGE_SIZE: stored_image_size}),
+      False, spec, type_specs, path)
+  return tft.TFTransformOutput(path)

@@ -1,9 +1,11 @@
-"""The Trainer's input pipeline on transformed examples in Transform's format (int64 pixels)."""
+"""The Trainer's input pipeline: raw examples through Transform's graph (the pipeline's way), and
+transformed examples in Transform's materialised format (int64 pixels)."""
 import os
 
 import numpy as np
 import tensorflow as tf
 
+from datasources import encoding
 from modules import inputs
 from base import constants
 from tests import fixtures
@@ -45,4 +47,29 @@ def test_train_batches_are_full_shuffled_pixels(tmp_path):
   batch_images, batch_labels = next(iter(data.take(1)))
   assert batch_images.shape == (5, 32, 32, 3) and batch_images.dtype == tf.float32
   # Each image (not augmented: the default 'none') is the one its label indexes.
+  np.testing.assert_array_equal(batch_images.numpy(), images[batch_labels.numpy()])
+
+
+def test_raw_examples_through_the_transform_graph_are_the_source_pixels(tmp_path):
+  images = fixtures.class_images(np.arange(7) % 3, seed=8)
+  images[0, 0, 0] = [0, 128, 255]
+  labels = np.arange(7) % 3
+  path = os.path.join(tmp_path, 'eval.gz')
+  encoding.write_tfrecord_gz(path, [fixtures.raw_example(png, label) for png, label in
+                                    zip(encoding.encode_pngs(images), labels)])
+  tf_transform_output = fixtures.write_transform_graph(str(tmp_path / 'transform_graph'))
+  raw = inputs.raw_examples(tf_transform_output)
+  assert sorted(raw.feature_spec) == sorted([constants.IMAGE_KEY, constants.LABEL_KEY])
+  spec = tf_transform_output.transformed_feature_spec()
+  batches = list(inputs.make_dataset([path], spec, 3, False, 7, raw=raw))
+  assert [len(b[1]) for b in batches] == [3, 3, 1]
+  assert all(b[0].dtype == tf.float32 for b in batches)
+  np.testing.assert_array_equal(np.concatenate([b[0] for b in batches]), images)
+  np.testing.assert_array_equal(np.concatenate([b[1] for b in batches]), labels)
+  # The training split: shuffled, and each image still the one its label indexes.
+  path = os.path.join(tmp_path, 'train.gz')
+  encoding.write_tfrecord_gz(path, [fixtures.raw_example(png, label) for png, label in
+                                    zip(encoding.encode_pngs(images), range(7))])
+  batch_images, batch_labels = next(iter(inputs.make_dataset([path], spec, 5, True, 7, seed=0,
+                                                             raw=raw).take(1)))
   np.testing.assert_array_equal(batch_images.numpy(), images[batch_labels.numpy()])

@@ -6,7 +6,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_transform as tft
 
+from modules import inputs
 from modules import trainer as trainer_module
 from base import constants
 from tests import e2e
@@ -56,7 +58,7 @@ def test_model_carries_its_provenance(pipeline_run):
 
 
 def test_serving_signature_matches_the_training_path(pipeline_run):
-  """Raw PNG examples through serving_default == the Keras model on Transform's output."""
+  """Raw PNG examples through serving_default == the Keras model on what the Trainer feeds it."""
   config, _ = pipeline_run
   model_dir, run_dir = e2e.model_dirs(config)
   loaded = tf.saved_model.load(os.path.join(model_dir, 'Format-Serving'))
@@ -72,14 +74,20 @@ def test_serving_signature_matches_the_training_path(pipeline_run):
   assert probabilities.shape == (len(raw), 20)
   np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
-  # The training-time path: Transform's materialised eval split into the saved Keras model.
-  spec = {constants.IMAGE_XF_KEY: tf.io.FixedLenFeature([32, 32, 3], tf.int64),
-          constants.LABEL_XF_KEY: tf.io.FixedLenFeature([], tf.int64)}
-  materialized = tf.io.parse_example(
-      e2e.serialized_split(config, constants.EVAL_SPLIT, e2e.TRANSFORM), spec)
-  materialized_images = materialized[constants.IMAGE_XF_KEY].numpy()
+  # The training-time path: the Trainer's input code on ExampleGen's eval split through
+  # Transform's graph (Transform materialises nothing), into the saved Keras model.
+  tf_transform_output = tft.TFTransformOutput(
+      e2e.latest_artifact(config, 'TransformGraph', e2e.TRANSFORM).uri)
+  eval_files = [os.path.join(e2e.latest_artifact(config, 'Examples', e2e.EXAMPLE_GEN).uri,
+                             f'Split-{constants.EVAL_SPLIT}', '*')]
+  batches = inputs.make_dataset(eval_files, tf_transform_output.transformed_feature_spec(), 64,
+                                False, len(raw), raw=inputs.raw_examples(tf_transform_output))
+  materialized_images = np.concatenate([images for images, _ in batches])
+  assert materialized_images.shape == (len(raw), 32, 32, 3)
   via_signature = transform(examples=tf.constant(raw))[constants.IMAGE_XF_KEY].numpy()
-  # Same preprocessing at serving time as in Transform (compared as sets: Beam may reorder).
+  assert via_signature.dtype == np.int64
+  via_signature = via_signature.astype(np.float32)  # the pixels, as the Trainer's batches hold them
+  # Same preprocessing at serving time as in training (compared as sets: files are interleaved).
   assert sorted(i.tobytes() for i in via_signature) == sorted(
       i.tobytes() for i in materialized_images)
   model = keras.models.load_model(os.path.join(run_dir, trainer_module.KERAS_MODEL_FILE),

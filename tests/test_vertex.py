@@ -239,7 +239,7 @@ import keras  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
 from base.configs import TrainingConfig  # pylint: disable=g-import-not-at-top
-from modules import trainer  # pylint: disable=g-import-not-at-top
+from modules import trainer, training  # pylint: disable=g-import-not-at-top
 
 CLASSES, SIZE, BATCH = 4, 16, 32
 COLORS = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200], [200, 200, 40]], np.float32)
@@ -268,8 +268,11 @@ for name, strategy in (('one_device', tf.distribute.get_strategy()),
     trainer.train(config, model, dataset(256, 0, True), dataset(128, 1, False),
                   steps_per_epoch=8, validation_steps=4)
     accuracy = model.evaluate(dataset(128, 2, False), return_dict=True, verbose=0)['accuracy']
+  # What the time budget's epoch count goes through: each replica proposes 10 + its id.
+  smallest = training.smallest_across_replicas(
+      strategy, lambda: 10 + tf.distribute.get_replica_context().replica_id_in_sync_group)
   results[name] = {'untrained': float(untrained), 'accuracy': float(accuracy),
-                   **trainer.distribution_stats(strategy)}
+                   'smallest': smallest, **trainer.distribution_stats(strategy)}
 json.dump(results, sys.stdout)
 '''
 
@@ -290,10 +293,12 @@ def test_mirrored_strategy_learns_as_one_device_does(tmp_path):
   for run in (one, mirrored):
     assert run['untrained'] < 0.5 and run['accuracy'] >= 0.9, run  # 4 classes: chance is 0.25
   assert abs(one['accuracy'] - mirrored['accuracy']) <= 0.1
+  # The replicas agree on the smallest proposal (replica 0's 10, not replica 1's 11).
+  assert one['smallest'] == mirrored['smallest'] == 10
 
 
 def test_strategy_from_the_machine(monkeypatch):
-  from modules import trainer  # pylint: disable=g-import-not-at-top
+  from modules import trainer, training  # pylint: disable=g-import-not-at-top
   monkeypatch.delenv('TF_CONFIG', raising=False)
   assert trainer.distribution_stats(trainer.make_strategy()) == {
       'strategy': 'DefaultDistributionStrategy', 'num_replicas_in_sync': 1}  # no GPU here

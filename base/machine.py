@@ -38,6 +38,12 @@ def cpu_flags(path: str = _CPUINFO) -> List[str]:
   return _first_cpu(path).get('flags', '').split()
 
 
+def simd_flags(path: str = _CPUINFO) -> List[str]:
+  """The CPU's vector and matrix instruction sets, which set its step time (and `--precision
+  auto`), sorted: e.g. avx, avx2, fma only, or avx512f ... avx512_bf16."""
+  return sorted(f for f in cpu_flags(path) if f.startswith(('avx', 'fma', 'amx')))
+
+
 def has_native_bf16(flags: List[str]) -> bool:
   """Whether CPU `flags` include native bfloat16 arithmetic."""
   return bool(set(BF16_FLAGS) & set(flags))

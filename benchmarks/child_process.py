@@ -1,11 +1,18 @@
 """Run a benchmark's measured part in a child process and watch the peak memory of its whole tree
 (Beam may start workers), so the numbers do not include the parent's imports."""
+import os
 import subprocess
 import sys
 import time
 from typing import List, Sequence, Tuple
 
 import psutil
+
+
+def cpu_seconds() -> float:
+  """User + system CPU seconds of this process and its reaped children (what other jobs' load
+  does not change, unlike wall time)."""
+  return sum(os.times()[:4])
 
 
 def run_watched(argv: Sequence[str], cwd: str) -> Tuple[int, List[str], int]:

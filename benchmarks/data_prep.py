@@ -27,16 +27,11 @@ import child_process  # benchmarks/ (the script's folder)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from base import machine  # pylint: disable=wrong-import-position
 
 # The components of a default run before training, in DAG order (their ids in create_pipeline).
 DATA_PREP_IDS = ('Cifar100ExampleGen', 'StatisticsGen', 'SchemaGen', 'CuratedSchemaGen',
                  'ExampleValidator', 'ValidationGate', 'Transform')
-
-
-def cpu_flags() -> str:
-  """The SIMD flags of this CPU that matter to TensorFlow (avx*, amx*, fma)."""
-  from base import machine  # pylint: disable=g-import-not-at-top
-  return ' '.join(sorted(f for f in machine.cpu_flags() if f.startswith(('avx', 'amx', 'fma'))))
 
 
 def _dir_bytes(path: str) -> int:
@@ -73,12 +68,12 @@ def _record_component_cpu(cpu_s: dict) -> None:
   launch = launcher.Launcher.launch
 
   def timed_launch(self):
-    before = sum(os.times()[:4])
+    before = child_process.cpu_seconds()
     try:
       return launch(self)
     finally:
       node_id = self._pipeline_node.node_info.id  # pylint: disable=protected-access
-      cpu_s[node_id] = cpu_s.get(node_id, 0.0) + sum(os.times()[:4]) - before
+      cpu_s[node_id] = cpu_s.get(node_id, 0.0) + child_process.cpu_seconds() - before
 
   launcher.Launcher.launch = timed_launch
 
@@ -113,14 +108,14 @@ def child_main(data_path: str, model: str, output_dir: str, overrides: str) -> N
       beam_pipeline_args=full.beam_pipeline_args)
   component_cpu = {}
   _record_component_cpu(component_cpu)
-  cpu = sum(os.times()[:4])  # user + system, of this process and its reaped children
+  cpu = child_process.cpu_seconds()
   started = time.time()
   tfx.orchestration.LocalDagRunner().run(pipeline)
   seconds = time.time() - started
   transformed = os.path.join(config.runner.pipeline_root, 'Transform', 'transformed_examples')
   print(json.dumps({
       'data': data_path, 'model': model, 'images': sum(sizes.values()), 'seconds': seconds,
-      'cpu_s': sum(os.times()[:4]) - cpu, 'components': _component_seconds(output_dir),
+      'cpu_s': child_process.cpu_seconds() - cpu, 'components': _component_seconds(output_dir),
       'component_cpu_s': component_cpu,
       'transformed_mib': _dir_bytes(transformed) / 2**20 if os.path.isdir(transformed) else 0.0,
   }))
@@ -152,7 +147,7 @@ def main() -> None:
     parser.error('pass --data or --generate')
   overrides = json.dumps({k: int(v) for k, v in (o.split('=', 1) for o in args.transform_option)})
   workdir = args.workdir or tempfile.mkdtemp(prefix='data_prep_bench_')
-  print(f'CPU flags: {cpu_flags()}; {os.cpu_count()} cores', flush=True)
+  print(f'CPU flags: {" ".join(machine.simd_flags())}; {os.cpu_count()} cores', flush=True)
   for _ in range(args.repeat):
     r = run_one(os.path.abspath(data), args.model, workdir, args.keep, overrides)
     parts = ', '.join(f'{k} {v:.1f}' for k, v in r['components'].items())

@@ -35,16 +35,7 @@ import child_process  # benchmarks/ (the script's folder)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-
-
-def cpu_flags() -> str:
-  """The SIMD flags of this CPU that matter to TensorFlow (avx*, amx*, fma)."""
-  from base import machine  # pylint: disable=g-import-not-at-top
-  return ' '.join(sorted(f for f in machine.cpu_flags() if f.startswith(('avx', 'amx', 'fma'))))
-
-
-def _cpu_seconds() -> float:
-  return sum(os.times()[:4])  # user + system, of this process and its reaped children
+from base import machine  # pylint: disable=wrong-import-position
 
 
 def _config(data: str, output_dir: str, num_classes: int, tta: str):
@@ -108,11 +99,11 @@ def child_evaluate(artifacts: str) -> None:
     os.makedirs(artifact.uri)
   context = evaluator_executor.Executor.Context(
       beam_pipeline_args=prepared['beam_args'], tmp_dir=os.path.join(out, 'tmp'), unique_id='1')
-  cpu, started = _cpu_seconds(), time.time()
+  cpu, started = child_process.cpu_seconds(), time.time()
   evaluator_executor.Executor(context).Do(
       {'examples': [examples], 'model': [model]},
       {'evaluation': [evaluation], 'blessing': [blessing]}, prepared['exec_properties'])
-  print(json.dumps({'seconds': time.time() - started, 'cpu_s': _cpu_seconds() - cpu,
+  print(json.dumps({'seconds': time.time() - started, 'cpu_s': child_process.cpu_seconds() - cpu,
                     'evaluation_uri': evaluation.uri}))
 
 
@@ -127,14 +118,14 @@ def child_floor(artifacts: str, tta: str, batch: int) -> None:
                                         f'Split-{constants.TEST_SPLIT}', '*')))
   records = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type='GZIP')]
   result = {'images': len(records)}
-  cpu, started = _cpu_seconds(), time.time()
+  cpu, started = child_process.cpu_seconds(), time.time()
   serving = tf.saved_model.load(os.path.join(prepared['model_uri'], 'Format-Serving'))
   signature = serving.signatures[constants.SERVING_SIGNATURE]
-  result.update(load_s=time.time() - started, load_cpu_s=_cpu_seconds() - cpu)
-  cpu, started = _cpu_seconds(), time.time()
+  result.update(load_s=time.time() - started, load_cpu_s=child_process.cpu_seconds() - cpu)
+  cpu, started = child_process.cpu_seconds(), time.time()
   for i in range(0, len(records), batch):
     signature(**{constants.EXAMPLES_INPUT: tf.constant(records[i:i + batch])})
-  result.update(serving_s=time.time() - started, serving_cpu_s=_cpu_seconds() - cpu)
+  result.update(serving_s=time.time() - started, serving_cpu_s=child_process.cpu_seconds() - cpu)
   # The same pixels the Transform graph gives (decoded PNG, uint8 -> the model's input).
   pixels = tf.concat([serving.transform(examples=tf.constant(records[i:i + batch]))[
       constants.IMAGE_XF_KEY] for i in range(0, len(records), batch)], axis=0)
@@ -142,10 +133,10 @@ def child_floor(artifacts: str, tta: str, batch: int) -> None:
       os.path.join(prepared['model_run_uri'], trainer.KERAS_MODEL_FILE), compile=False)
   forward = tf.function(lambda images: export.predict_probabilities(model, images, tta))
   forward(pixels[:batch])  # trace once
-  cpu, started = _cpu_seconds(), time.time()
+  cpu, started = child_process.cpu_seconds(), time.time()
   for i in range(0, len(records), batch):
     forward(pixels[i:i + batch])
-  result.update(keras_s=time.time() - started, keras_cpu_s=_cpu_seconds() - cpu)
+  result.update(keras_s=time.time() - started, keras_cpu_s=child_process.cpu_seconds() - cpu)
   print(json.dumps(result))
 
 
@@ -187,7 +178,7 @@ def main() -> None:
     print(f'Building an archive with {per_class} test images per class at {data} ...', flush=True)
     fixtures.write_cifar100_archive(data, train_per_class=5, test_per_class=per_class)
   output_dir = os.path.join(workdir, f'run-{per_class}-{args.num_classes}')
-  print(f'CPU flags: {cpu_flags()}; {os.cpu_count()} cores', flush=True)
+  print(f'CPU flags: {" ".join(machine.simd_flags())}; {os.cpu_count()} cores', flush=True)
   common = [data, output_dir, str(args.num_classes)]
   for tta in args.tta:
     prepared = _watched(['--child-prepare', *common, tta], 'preparing the model')

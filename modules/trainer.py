@@ -422,21 +422,20 @@ class Outputs:
   serving_model_dir: str
   model_run_dir: str
   backup_folder: str
-  chief: bool
-  scratch: Optional[str] = None
+  scratch: Optional[str] = None  # a non-chief worker's, deleted at the end
 
 
 def outputs_for(fn_args, strategy: tf.distribute.Strategy) -> Outputs:
   """The Trainer's folders for the chief; temporary ones for another worker, which resumes from
   a copy of the chief's saved epochs (all workers must continue from the same epoch)."""
   if is_chief(strategy):
-    return Outputs(fn_args.serving_model_dir, fn_args.model_run_dir, backup_folder(fn_args), True)
+    return Outputs(fn_args.serving_model_dir, fn_args.model_run_dir, backup_folder(fn_args))
   scratch = tempfile.mkdtemp(prefix='trainer-worker-')
   backups = os.path.join(scratch, RESUME_DIR)
   if os.path.isdir(backup_folder(fn_args)):
     shutil.copytree(backup_folder(fn_args), backups)
   return Outputs(os.path.join(scratch, 'serving_model'), os.path.join(scratch, 'model_run'),
-                 backups, False, scratch)
+                 backups, scratch)
 
 
 def wait_for_the_chief(strategy: tf.distribute.Strategy) -> None:

@@ -20,7 +20,6 @@ from modules import models
 _WARMUP_SKIP_STEPS = 5
 _WARMUP_SKIP_FRACTION = 0.1
 # /proc/cpuinfo flags recorded with the device: vector (AVX, FMA) and matrix (AMX) extensions.
-_SIMD_FLAG_PREFIXES = ('avx', 'fma', 'amx')
 
 
 class TrainingTimer(keras.callbacks.Callback):
@@ -170,10 +169,7 @@ def device_info() -> Dict[str, Any]:
       'gpu_count': len(gpus),
       'cpu_model': cpu_model,
       'cpu_cores': os.cpu_count(),
-      # The vector and matrix instruction sets, which set a CPU's step time (and `--precision
-      # auto`): e.g. avx2 only, or avx512f with avx512_bf16.
-      'cpu_simd_flags': sorted(f for f in machine.cpu_flags()
-                               if f.startswith(_SIMD_FLAG_PREFIXES)),
+      'cpu_simd_flags': machine.simd_flags(),
   }
 
 

@@ -11,6 +11,7 @@ run (Beam workers included), the peak resident memory of the whole process tree 
 
     python benchmarks/data_prep.py --data ARCHIVE_OR_FOLDER [--model resnet] [--repeat N]
     python benchmarks/data_prep.py --generate DIR      # builds a full-size archive in DIR first
+    python benchmarks/data_prep.py --data D --exec-property StatisticsGen.exclude_splits='["test"]'
 
 Targets (docs/benchmarks.md): >= 5,000 images/s from ExampleGen's start to Transform's end and
 peak RSS < 2 GiB on 2 cores.
@@ -96,8 +97,8 @@ def child_main(data_path: str, model: str, output_dir: str, overrides: str) -> N
   missing = set(DATA_PREP_IDS) - {c.id for c in components}
   if missing:
     raise SystemExit(f'create_pipeline has no component(s) {sorted(missing)}')
-  transform = next(c for c in components if c.id == 'Transform')
-  transform.exec_properties.update(json.loads(overrides))  # --transform-option
+  for component_id, properties in json.loads(overrides).items():  # --exec-property
+    next(c for c in components if c.id == component_id).exec_properties.update(properties)
   for component in components:  # the trimmed graph ends at Transform
     component._downstream_nodes = {  # pylint: disable=protected-access
         n for n in component.downstream_nodes if n.id in DATA_PREP_IDS}
@@ -121,6 +122,17 @@ def child_main(data_path: str, model: str, output_dir: str, overrides: str) -> N
   }))
 
 
+def _property_value(text: str):
+  """An exec property given on the command line: JSON when it parses (numbers, lists), else the
+  string itself. A list becomes its JSON text, as TFX stores list-valued properties
+  (StatisticsGen's exclude_splits)."""
+  try:
+    value = json.loads(text)
+  except json.JSONDecodeError:
+    return text
+  return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--data', help='a CIFAR-100 archive or an image folder')
@@ -133,6 +145,10 @@ def main() -> None:
   parser.add_argument('--transform-option', action='append', default=[], metavar='KEY=INT',
                       help='override one of Transform\'s exec properties, e.g. '
                       'disable_statistics=1 (to weigh an option before changing the pipeline)')
+  parser.add_argument('--exec-property', action='append', default=[],
+                      metavar='COMPONENT.KEY=VALUE',
+                      help='override any data component\'s exec property (VALUE as JSON, else '
+                      'a string), e.g. StatisticsGen.exclude_splits=\'["eval", "test"]\'')
   parser.add_argument('--keep', action='store_true', help='keep each run\'s outputs')
   args = parser.parse_args()
   data = args.data
@@ -145,7 +161,16 @@ def main() -> None:
       fixtures.write_cifar100_archive(data, train_per_class=500, test_per_class=100)
   if not data:
     parser.error('pass --data or --generate')
-  overrides = json.dumps({k: int(v) for k, v in (o.split('=', 1) for o in args.transform_option)})
+  overrides = {'Transform': {k: int(v) for k, v in
+                              (o.split('=', 1) for o in args.transform_option)}}
+  for option in args.exec_property:
+    target, value = option.split('=', 1)
+    component_id, key = target.split('.', 1)
+    if component_id not in DATA_PREP_IDS:
+      parser.error(f'--exec-property {option}: no component {component_id!r}; one of '
+                   f'{", ".join(DATA_PREP_IDS)}')
+    overrides.setdefault(component_id, {})[key] = _property_value(value)
+  overrides = json.dumps(overrides)
   workdir = args.workdir or tempfile.mkdtemp(prefix='data_prep_bench_')
   print(f'CPU flags: {" ".join(machine.simd_flags())}; {os.cpu_count()} cores', flush=True)
   for _ in range(args.repeat):

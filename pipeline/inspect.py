@@ -100,8 +100,10 @@ def _plural(count: Optional[int], one: str, many: str = '') -> Optional[str]:
 
 
 def _config_line(config: Dict[str, Any]) -> str:
-  parts = [config.get('model') or '-',
-           _plural(config.get('epochs'), 'epoch'),
+  epochs = _plural(config.get('epochs'), 'epoch')
+  if epochs and config.get('time_budget'):  # the epochs trained are in the Training section
+    epochs = f'{config["time_budget"]:g}-minute budget of at most {epochs}'
+  parts = [config.get('model') or '-', epochs,
            _plural(config.get('num_classes'), 'class', 'classes'),
            config.get('source')]
   return ', '.join(p for p in parts if p)

@@ -277,13 +277,15 @@ def _trainer_config(executions) -> Dict[str, Any]:
 
 def config_summary(executions: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
   """What the run trained on and how, from the executions' properties (None where the component
-  did not run): model, epochs, number of classes, data source and its path."""
+  did not run): model, epochs (with a time budget: the most it may choose), the time budget in
+  minutes (None: exactly `epochs`), number of classes, data source and its path."""
   example_gen = (_find(executions, EXAMPLE_GEN) or {}).get('properties', {})
   training = _trainer_config(executions).get('training', {})
   class_names = example_gen.get('class_names')
   return {
       'model': training.get('model'),
       'epochs': training.get('epochs'),
+      'time_budget': training.get('time_budget'),
       'num_classes': len(class_names) if isinstance(class_names, list) else None,
       'source': example_gen.get('source'),
       'source_path': example_gen.get('source_path'),

@@ -185,15 +185,16 @@ def test_durations_and_tables():
 
 
 def _run(run_id, state, failed=(), model='resnet', epochs=12, study='', variant='',
-         test_accuracy=None, failure_reason=None):
+         test_accuracy=None, failure_reason=None, time_budget=None):
   return {'run_id': run_id, 'pipeline': 'cifar100', 'started': '2026-01-02T03:04:05+01:00',
           'duration_sec': 75.0, 'state': state, 'failed': list(failed),
           'failure_reason': failure_reason, 'study': study, 'variant': variant, 'seed': 4,
           'test_accuracy': test_accuracy, 'test_top_k_accuracy': None, 'top_k': 5,
           'model_uri': '/out/model/9', 'num_executions': 11,
           'executions_by_state': {'CACHED': 8, 'COMPLETE': 3},
-          'config': {'model': model, 'epochs': epochs, 'num_classes': 20,
-                     'source': 'cifar100_archive', 'source_path': '/data/c.tar.gz'}}
+          'config': {'model': model, 'epochs': epochs, 'time_budget': time_budget,
+                     'num_classes': 20, 'source': 'cifar100_archive',
+                     'source_path': '/data/c.tar.gz'}}
 
 
 def _cells(line):
@@ -218,6 +219,9 @@ def test_format_runs():
   assert '  run-1 failed at Evaluator: ValueError: no test examples' in lines
   assert '--run latest' in text
   assert pinspect.format_runs([], '/out') == 'No pipeline runs in /out.'
+  # With a time budget, `epochs` is only the most the budget may choose: the line says so.
+  budgeted = pinspect.format_runs([_run('run-3', 'COMPLETE', epochs=45, time_budget=15.0)])
+  assert 'resnet, 15-minute budget of at most 45 epochs, 20 classes' in budgeted
   [row] = runs.run_rows([_run('run-1', 'FAILED', ['Evaluator'], study='s', variant='v')])
   assert (row['failed'], row['cached'], row['model']) == ('Evaluator', 8, 'resnet')
   assert (row['study'], row['variant'], row['seed'], row['test_accuracy']) == ('s', 'v', 4, None)
@@ -384,7 +388,8 @@ def test_list_runs_from_metadata(recorded):
   assert second['state'] == 'CACHED'
   assert second['executions_by_state'] == {'CACHED': 2, 'COMPLETE': 1}
   assert second['pipeline'] == 'demo'
-  assert second['config'] == {'model': 'simple_cnn', 'epochs': 2, 'num_classes': 3,
+  assert second['config'] == {'model': 'simple_cnn', 'epochs': 2, 'time_budget': None,
+                              'num_classes': 3,
                               'source': constants.SOURCE_CIFAR_ARCHIVE,
                               'source_path': '/data/cifar-100-python.tar.gz'}
   assert [e['component'] for e in second['executions']] == [

@@ -42,8 +42,8 @@ def test_lists_the_run_with_its_state_and_config(pipeline_run):
   assert run['state'] == 'COMPLETE' and run['failed'] == []
   assert run['pipeline'] == config.runner.pipeline_name
   assert run['config'] == {
-      'model': 'simple_cnn', 'epochs': 2, 'num_classes': len(config.data.class_names),
-      'source': config.data.source, 'source_path': config.data.source_path}
+      'model': 'simple_cnn', 'epochs': 2, 'time_budget': 15.0,
+      'num_classes': len(config.data.class_names), 'source': config.data.source, 'source_path': config.data.source_path}
   components = {e['component']: e['state'] for e in run['executions']}
   for component in ('Cifar100ExampleGen', 'Transform', 'Trainer', 'Evaluator', 'Pusher'):
     assert components[component] in ('COMPLETE', 'CACHED')
@@ -52,7 +52,8 @@ def test_lists_the_run_with_its_state_and_config(pipeline_run):
   text = run_inspect('--output-dir', config.runner.output_dir)
   assert text.returncode == 0, text.stderr
   assert run['run_id'] in text.stdout and 'COMPLETE' in text.stdout
-  assert 'simple_cnn, 2 epochs, 20 classes' in text.stdout
+  # The session's run keeps the default 15-minute budget, with at most 2 epochs.
+  assert 'simple_cnn, 15-minute budget of at most 2 epochs, 20 classes' in text.stdout
   assert 'TEST ACC' in text.stdout and f'{run["test_accuracy"]:.4f}' in text.stdout
 
 

@@ -161,11 +161,13 @@ def main() -> None:
       fixtures.write_cifar100_archive(data, train_per_class=500, test_per_class=100)
   if not data:
     parser.error('pass --data or --generate')
-  overrides = {'Transform': {k: int(v) for k, v in
-                              (o.split('=', 1) for o in args.transform_option)}}
-  for option in args.exec_property:
-    target, value = option.split('=', 1)
-    component_id, key = target.split('.', 1)
+  overrides = {}
+  # --transform-option KEY=INT is --exec-property Transform.KEY=INT (the recorded commands use it).
+  for option in [f'Transform.{o}' for o in args.transform_option] + args.exec_property:
+    target, equals, value = option.partition('=')
+    component_id, dot, key = target.partition('.')
+    if not (equals and dot and key):
+      parser.error(f'--exec-property {option}: expected COMPONENT.KEY=VALUE')
     if component_id not in DATA_PREP_IDS:
       parser.error(f'--exec-property {option}: no component {component_id!r}; one of '
                    f'{", ".join(DATA_PREP_IDS)}')

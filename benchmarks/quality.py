@@ -47,6 +47,8 @@ CONFIGS = {
     # The same at half the batch and rate (twice the updates per epoch; linear scaling rule).
     'resnet_40_minutes_batch_64': ['--model', 'resnet', '--time-budget', '40', '--batch-size',
                                    '64', '--learning-rate', '0.05'],
+    # Batch 64 with the default 15-minute budget (the cap decides on a CPU with native bfloat16).
+    'resnet_batch_64': ['--model', 'resnet', '--batch-size', '64', '--learning-rate', '0.05'],
     'resnet_seed_1': ['--model', 'resnet', '--seed', '1', '--epochs', '45'],  # seed-to-seed spread
     'resnet_float32': ['--model', 'resnet', '--precision', 'float32', '--epochs', '45'],
     'resnet_adam_40_epochs': ['--model', 'resnet', '--optimizer', 'adam', '--learning-rate',

@@ -30,6 +30,8 @@ WEIGHTS = os.path.join(os.path.dirname(ROOT), 'shared', 'weights',
 # The course notebook's settings, and those of the runs recorded before --precision auto and
 # --tta flip became the defaults: float32, one prediction per image.
 PLAIN = ['--precision', 'float32', '--tta', 'none']
+# Half the default batch and rate (twice the updates per epoch; linear scaling rule).
+BATCH_64 = ['--batch-size', '64', '--learning-rate', '0.05']
 
 CONFIGS = {
     # The course notebook's recipe: simple_cnn, Adam 1e-4, batch 128, 1,500 steps.
@@ -46,11 +48,9 @@ CONFIGS = {
     'resnet_65_epochs': ['--model', 'resnet', '--epochs', '65'],
     # Issue 11's equal-time target on a CPU without native bfloat16: 40 minutes of training.
     'resnet_40_minutes': ['--model', 'resnet', '--time-budget', '40'],
-    # The same at half the batch and rate (twice the updates per epoch; linear scaling rule).
-    'resnet_40_minutes_batch_64': ['--model', 'resnet', '--time-budget', '40', '--batch-size',
-                                   '64', '--learning-rate', '0.05'],
+    'resnet_40_minutes_batch_64': ['--model', 'resnet', '--time-budget', '40', *BATCH_64],
     # Batch 64 with the default 15-minute budget (the cap decides on a CPU with native bfloat16).
-    'resnet_batch_64': ['--model', 'resnet', '--batch-size', '64', '--learning-rate', '0.05'],
+    'resnet_batch_64': ['--model', 'resnet', *BATCH_64],
     'resnet_seed_1': ['--model', 'resnet', '--seed', '1', '--epochs', '45'],  # seed-to-seed spread
     'resnet_float32': ['--model', 'resnet', '--precision', 'float32', '--epochs', '45'],
     'resnet_adam_40_epochs': ['--model', 'resnet', '--optimizer', 'adam', '--learning-rate',

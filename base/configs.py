@@ -44,6 +44,7 @@ class TrainingConfig:
   weights: str = 'imagenet'  # transfer models: imagenet | none | PATH of a no-top .h5 file
   alpha: float = 1.0  # MobileNet width multiplier
   dropout: Optional[float] = None  # None: the builder's default
+  width: Optional[int] = None  # resnet: channels of its first stage; None: the builder's (32)
   # transfer models: 0 frozen backbone, K top layers, or 'all'; None: the model's (all for
   # mobilenet, 0 for the other backbones: modules/models.py)
   fine_tune_layers: Optional[str] = None
@@ -66,6 +67,7 @@ class TrainingConfig:
   weight_decay: float = 5e-4  # decoupled, on kernels only
   label_smoothing: float = 0.1
   augment: str = 'basic'  # none | basic (flip, pad-and-crop) | strong (+ rotation, zoom, contrast)
+  cutout: int = 0  # side of a random square set to the image's mean colour (train only); 0: off
   early_stopping_patience: int = 0  # epochs without val_accuracy gain; 0: off
   # auto: mixed_float16 on tensor-core GPUs, mixed_bfloat16 on CPUs with native bfloat16
   # (AVX512-BF16, AMX), else float32 | float32 | mixed_float16 | mixed_bfloat16

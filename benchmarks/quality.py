@@ -32,6 +32,8 @@ WEIGHTS = os.path.join(os.path.dirname(ROOT), 'shared', 'weights',
 PLAIN = ['--precision', 'float32', '--tta', 'none']
 # Half the default batch and rate (twice the updates per epoch; linear scaling rule).
 BATCH_64 = ['--batch-size', '64', '--learning-rate', '0.05']
+# The resnet at width 48 (1.5x the default step on an AMX CPU) in issue 11's 12 minutes.
+WIDE_12_MINUTES = ['--model', 'resnet', '--width', '48', '--time-budget', '12']
 
 CONFIGS = {
     # The course notebook's recipe: simple_cnn, Adam 1e-4, batch 128, 1,500 steps.
@@ -51,6 +53,9 @@ CONFIGS = {
     'resnet_40_minutes_batch_64': ['--model', 'resnet', '--time-budget', '40', *BATCH_64],
     # Batch 64 with the default 15-minute budget (the cap decides on a CPU with native bfloat16).
     'resnet_batch_64': ['--model', 'resnet', *BATCH_64],
+    # A wider resnet with cutout of 8 or 12 px in the 12 minutes of issue 11's target.
+    'resnet_wide_cutout_8': [*WIDE_12_MINUTES, '--cutout', '8'],
+    'resnet_wide_cutout_12': [*WIDE_12_MINUTES, '--cutout', '12'],
     'resnet_seed_1': ['--model', 'resnet', '--seed', '1', '--epochs', '45'],  # seed-to-seed spread
     'resnet_float32': ['--model', 'resnet', '--precision', 'float32', '--epochs', '45'],
     'resnet_adam_40_epochs': ['--model', 'resnet', '--optimizer', 'adam', '--learning-rate',

@@ -1,4 +1,5 @@
-"""On-the-fly augmentation of training batches: none, basic (flip, pad-and-crop) or strong.
+"""On-the-fly augmentation of training batches: none, basic (flip, pad-and-crop) or strong, and
+cutout on top of any of them.
 
 Augmentation runs in tf.data on the train split only, never in Transform: Transform's output
 stays deterministic and cacheable, and each epoch sees new variations of every image. All ops
@@ -99,12 +100,35 @@ def _adjust_contrast(images: tf.Tensor, seed: tf.Tensor, low: float, high: float
   return images * factor + mean * (1 - factor)
 
 
-def augment_fn(level: str, image_size: Union[int, Sequence[int]]) -> AugmentFn:
+def check_cutout(cutout: int, image_size: Union[int, Sequence[int]]) -> None:
+  """Raises ValueError unless `cutout` is 0 (off) or a square side within the image."""
+  side = min(_image_hw(image_size))
+  if isinstance(cutout, bool) or not isinstance(cutout, int) or not 0 <= cutout <= side:
+    raise ValueError(f'--cutout {cutout}: must be 0 (off) or a whole number of pixels up to '
+                     f'the stored image side, {side}')
+
+
+def _cutout(images: tf.Tensor, seed: tf.Tensor, size: int) -> tf.Tensor:
+  """Per-image cutout (DeVries and Taylor, 2017): a `size` x `size` square at a uniformly random
+  center, clipped at the borders, set to the image's mean colour."""
+  batch = tf.shape(images)[0]
+  height, width = images.shape[1], images.shape[2]
+  y_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+  top = tf.random.stateless_uniform([batch, 1, 1], y_seed, 0, height, dtype=tf.int32) - size // 2
+  left = tf.random.stateless_uniform([batch, 1, 1], x_seed, 0, width, dtype=tf.int32) - size // 2
+  rows, columns = tf.range(height)[None, :, None], tf.range(width)[None, None, :]
+  inside = ((rows >= top) & (rows < top + size)) & ((columns >= left) & (columns < left + size))
+  mean = tf.reduce_mean(images, axis=[1, 2], keepdims=True)  # [B, 1, 1, C]
+  return tf.where(inside[..., None], mean, images)
+
+
+def augment_fn(level: str, image_size: Union[int, Sequence[int]], cutout: int = 0) -> AugmentFn:
   """Returns a batch augmentation `(images, labels, seed=None) -> (images, labels)`.
 
   Levels: 'none' (identity); 'basic': per-image random horizontal flip and pad-and-crop with
   reflect padding (4 px at 32x32, 1/8 of the side in general); 'strong': basic plus random
   rotation (+-15 degrees), zoom (+-10%) and contrast (x0.8..1.2 around the image mean).
+  `cutout` > 0 then sets a random square of that side in each image to its mean colour (`_cutout`).
 
   The function takes float images [B, H, W, C] in any value range and returns images of the same
   shape and dtype; labels pass through. `seed` is an int [2] tensor for the stateless random ops;
@@ -115,38 +139,44 @@ def augment_fn(level: str, image_size: Union[int, Sequence[int]]) -> AugmentFn:
   Args:
     level: one of `AUGMENTATIONS`.
     image_size: the side of the square images, or (height, width).
+    cutout: side in pixels of the square cutout; 0: none.
   """
   check_level(level)
+  check_cutout(cutout, image_size)
   height, width = _image_hw(image_size)
   pad = max(1, round(_CROP_PAD_FRACTION * min(height, width)))
 
   def augment(images, labels, seed=None):
-    if level == 'none':
+    if level == 'none' and not cutout:
       return images, labels
     images = tf.ensure_shape(images, [None, height, width, None])
     if seed is None:
       seed = tf.random.uniform([2], maxval=tf.int32.max, dtype=tf.int32)
     crop_seed, rotate_seed, contrast_seed = tf.unstack(
         tf.random.experimental.stateless_split(seed, 3))
-    images = _flip_and_crop(images, crop_seed, pad)
+    if level != 'none':
+      images = _flip_and_crop(images, crop_seed, pad)
     if level == 'strong':
       images = _rotate_and_zoom(images, rotate_seed, _MAX_ROTATION_DEGREES, _MAX_ZOOM)
       images = _adjust_contrast(images, contrast_seed, *_CONTRAST_RANGE)
+    if cutout:
+      # Its own seed, derived so that the levels' draws stay those of the runs before cutout.
+      images = _cutout(images, tf.random.experimental.stateless_fold_in(seed, 3), cutout)
     return images, labels
 
   return augment
 
 
 def augment_dataset(dataset: tf.data.Dataset, level: str,
-                    image_size: Union[int, Sequence[int]]) -> tf.data.Dataset:
+                    image_size: Union[int, Sequence[int]], cutout: int = 0) -> tf.data.Dataset:
   """Augments a dataset of (images, labels) batches in a parallel `map` (train split only).
 
   Each batch gets its own seed from `tf.data.Dataset.random`, which follows the global seed
   (`keras.utils.set_random_seed`) and draws new seeds on every pass over the data, so runs are
   reproducible whatever the thread timing and every epoch still sees new variations.
   """
-  augment = augment_fn(level, image_size)
-  if level == 'none':
+  augment = augment_fn(level, image_size, cutout)
+  if level == 'none' and not cutout:
     return dataset
   seeds = tf.data.Dataset.random(rerandomize_each_iteration=True).batch(2)
   dataset = tf.data.Dataset.zip((dataset, seeds))

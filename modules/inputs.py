@@ -59,7 +59,7 @@ def raw_examples(tf_transform_output) -> RawExamples:
 def make_dataset(patterns: List[str], transformed_feature_spec: Dict[str, Any],
                  batch_size: int, training_split: bool, num_examples: int,
                  augment: str = 'none', seed: Optional[int] = None,
-                 raw: Optional[RawExamples] = None) -> tf.data.Dataset:
+                 raw: Optional[RawExamples] = None, cutout: int = 0) -> tf.data.Dataset:
   """(images [B, S, S, 3] float32 pixels in [0, 255], labels [B] int64) batches.
 
   With `raw`, the records are raw examples, parsed with its spec and transformed by its graph (the
@@ -98,5 +98,5 @@ def make_dataset(patterns: List[str], transformed_feature_spec: Dict[str, Any],
       lambda images, labels: (tf.cast(images, tf.float32), labels),
       num_parallel_calls=tf.data.AUTOTUNE)
   if training_split:
-    dataset = augmentation.augment_dataset(dataset, augment, image_spec.shape[:2])
+    dataset = augmentation.augment_dataset(dataset, augment, image_spec.shape[:2], cutout)
   return dataset.prefetch(tf.data.AUTOTUNE)

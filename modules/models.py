@@ -145,6 +145,8 @@ def resnet(input_shape, num_classes, width=32, dropout=0.2, *, image_size=None,
   Returns:
     An uncompiled keras.Model.
   """
+  if isinstance(width, bool) or not isinstance(width, int) or width < 2:
+    raise ValueError(f'--width {width}: the resnet needs a whole number of 2 or more channels')
   inputs, x = _image_input(input_shape, image_size, preprocessing)
   x = _conv_bn_relu(x, width // 2)
   for filters in (width, 2 * width, 4 * width):

@@ -19,7 +19,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
 
-from modules import export, inputs, models, search_spaces, training, training_stats
+from modules import augmentation, export, inputs, models, search_spaces, training, training_stats
 from base import constants
 from base.configs import TrainingConfig
 from base.errors import UserError
@@ -96,7 +96,8 @@ def build(config: TrainingConfig, num_classes: int, stored_image_size: int) -> k
   """The uncompiled model of a training config (ValueError on a bad model setting)."""
   return models.build_model(
       config.model, image_size_of(config), num_classes, stored_image_size=stored_image_size,
-      weights=weights_of(config), alpha=config.alpha, dropout=config.dropout)
+      weights=weights_of(config), alpha=config.alpha, dropout=config.dropout,
+      **({} if config.width is None else {'width': config.width}))
 
 
 def check_training_config(config: TrainingConfig, num_classes: int, stored_image_size: int,
@@ -117,6 +118,7 @@ def check_training_config(config: TrainingConfig, num_classes: int, stored_image
         schedule=config.schedule, augmentation=config.augment, precision=config.precision)
     training.validate_training_args(learning_rate=config.fine_tune_learning_rate)
     export.check_tta(config.tta)
+    augmentation.check_cutout(config.cutout, stored_image_size)
     if config.head_epochs < 0:
       raise ValueError(f'--head-epochs {config.head_epochs}: must be 0 or more')
     if config.steps_per_epoch is not None and config.steps_per_epoch < 1:
@@ -480,7 +482,8 @@ def _train_and_export(fn_args, config: TrainingConfig, hyperparameters: Dict[str
   num_eval = inputs.count_examples(fn_args.eval_files)
   steps_per_epoch = config.steps_per_epoch or math.ceil(num_train / config.batch_size)
   train_data = inputs.make_dataset(fn_args.train_files, feature_spec, config.batch_size,
-                                   True, num_train, config.augment, config.seed, raw=raw)
+                                   True, num_train, config.augment, config.seed, raw=raw,
+                                   cutout=config.cutout)
   eval_data = inputs.make_dataset(fn_args.eval_files, feature_spec, config.batch_size,
                                   False, num_eval, raw=raw)
 

@@ -61,7 +61,7 @@ class PipelineHyperModel(keras_tuner.HyperModel):
     train_data = inputs.make_dataset(self._fn_args.train_files, self._feature_spec,
                                      config.batch_size,
                                      True, self._num_train, config.augment, config.seed,
-                                     raw=self._raw)
+                                     raw=self._raw, cutout=config.cutout)
     eval_data = inputs.make_dataset(self._fn_args.eval_files, self._feature_spec,
                                     config.batch_size,
                                     False, self._num_eval, raw=self._raw)

@@ -84,6 +84,9 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
                  help='MobileNet width multiplier (default %(default)s)')
   g.add_argument('--dropout', type=float, default=t.dropout,
                  help="dropout before the classifier (default: the model's own)")
+  g.add_argument('--width', type=int, default=t.width,
+                 help='resnet: channels of its first stage, doubled at each of the next two '
+                 '(a step costs up to (W/32)^2 as much; default: 32)')
   g.add_argument('--fine-tune-layers', type=_fine_tune_layers, default=t.fine_tune_layers,
                  help="transfer models: 0 = frozen backbone, K = its top K layers train, 'all' "
                  "(default: the model's: all for mobilenet, 0 for the other backbones)")
@@ -121,6 +124,9 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
   g.add_argument('--augment', default=t.augment,
                  help='none | basic (flip, pad-and-crop) | strong (+ rotation, zoom, contrast) '
                  '(default %(default)s)')
+  g.add_argument('--cutout', type=int, default=t.cutout, metavar='PIXELS',
+                 help='after --augment, set a random PIXELS x PIXELS square of each training '
+                 "image to the image's mean colour (cutout); 0 = off (default %(default)s)")
   g.add_argument('--early-stopping-patience', type=int, default=t.early_stopping_patience,
                  help='stop after N epochs without val_accuracy gain and keep the best weights; '
                  '0 = off (default %(default)s)')

@@ -94,6 +94,62 @@ def test_augmented_dataset_is_reproducible_and_varies_by_epoch():
   assert not np.array_equal(first[:4], first[4:])  # the second epoch sees new variations
 
 
+def _square_of(changed):
+  """(rows, columns) spanned by the True pixels of a [H, W] mask, which must fill them."""
+  rows, columns = np.nonzero(changed.any(1))[0], np.nonzero(changed.any(0))[0]
+  assert changed[rows[0]:rows[-1] + 1, columns[0]:columns[-1] + 1].all()
+  assert changed.sum() == len(rows) * len(columns)
+  return len(rows), len(columns)
+
+
+def test_cutout_sets_one_square_of_each_image_to_its_mean_colour():
+  images = _distinct_images(64)
+  keras.utils.set_random_seed(0)
+  out, _ = augmentation.augment_fn('none', 32, cutout=8)(tf.constant(images), tf.zeros([64]))
+  out = out.numpy()
+  sides = []
+  for image, result in zip(images, out):
+    changed = (result != image).any(-1)
+    sides.append(_square_of(changed))
+    np.testing.assert_allclose(result[changed], np.broadcast_to(
+        image.mean((0, 1)), result[changed].shape), rtol=1e-5, atol=1e-6)
+  assert all(1 <= height <= 8 and 1 <= width <= 8 for height, width in sides)
+  assert (8, 8) in sides and len(set(sides)) > 1  # whole squares, and squares cut by a border
+
+
+def test_cutout_comes_after_the_level_and_leaves_its_draws_alone():
+  images = tf.constant(_distinct_images(16))
+  keras.utils.set_random_seed(5)
+  seed = tf.constant([5, 6])
+  basic, _ = augmentation.augment_fn('basic', 32)(images, tf.zeros([16]), seed=seed)
+  both, _ = augmentation.augment_fn('basic', 32, cutout=12)(images, tf.zeros([16]), seed=seed)
+  for plain, cut in zip(basic.numpy(), both.numpy()):
+    changed = (plain != cut).any(-1)
+    assert 0 < changed.sum() <= 144
+    _square_of(changed)  # the flipped, shifted image with one square cut: nothing else moved
+
+
+def test_cutout_zero_is_off():
+  images = tf.constant(_distinct_images(4))
+  out, _ = augmentation.augment_fn('none', 32, cutout=0)(images, tf.zeros([4]))
+  np.testing.assert_array_equal(out, images)
+
+
+def test_augmented_dataset_applies_cutout_without_a_level():
+  images = _distinct_images(8)
+  dataset = tf.data.Dataset.from_tensor_slices((images, np.arange(8))).batch(4)
+  out = np.concatenate([b.numpy() for b, _ in augmentation.augment_dataset(dataset, 'none', 32, 4)])
+  changed = (out != images).any(-1)
+  assert all(0 < c.sum() <= 16 for c in changed)
+
+
+@pytest.mark.parametrize('cutout', [-1, 33, 2.5, True])
+def test_cutout_outside_the_image_is_refused(cutout):
+  with pytest.raises(ValueError, match=f'--cutout {cutout}: must be 0 \\(off\\) or a whole '
+                     'number of pixels up to the stored image side, 32'):
+    augmentation.augment_fn('basic', 32, cutout=cutout)
+
+
 def test_unknown_augmentation_level():
   with pytest.raises(ValueError, match='strong'):
     augmentation.augment_fn('extreme', 32)

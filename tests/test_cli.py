@@ -113,3 +113,19 @@ def test_fine_tune_layers_default_to_the_models(argv, expected):
   assert config.fine_tune_layers == (expected if given else None)
   assert trainer.with_model_defaults(config).fine_tune_layers == expected
   assert str(trainer.fine_tune_layers_of(config)) == expected
+
+
+def test_width_and_cutout_reach_the_training_config():
+  from pipeline import cli  # pylint: disable=g-import-not-at-top
+  parse = lambda *argv: cli.config_from_args(cli.build_parser('').parse_args(list(argv))).training
+  assert (parse().width, parse().cutout) == (None, 0)  # the builder's width, no cutout
+  assert (parse('--width', '48', '--cutout', '8').width,
+          parse('--width', '48', '--cutout', '8').cutout) == (48, 8)
+
+
+def test_a_cutout_larger_than_the_images_is_a_one_line_error(bad_inputs, tmp_path):
+  output_dir = str(tmp_path / 'out')
+  result = run_cli('--data', bad_inputs['archive'], '--trust-data', '--cutout', '40',
+                   '--output-dir', output_dir)
+  assert_one_line_error(result, '--cutout 40: must be 0 (off) or a whole number of pixels up to '
+                        'the stored image side, 32', output_dir)

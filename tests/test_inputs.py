@@ -50,6 +50,19 @@ def test_train_batches_are_full_shuffled_pixels(tmp_path):
   np.testing.assert_array_equal(batch_images.numpy(), images[batch_labels.numpy()])
 
 
+def test_cutout_cuts_train_batches_only(tmp_path):
+  images = fixtures.class_images(np.arange(12) % 3, seed=5)
+  path = os.path.join(tmp_path, 'split.gz')
+  _write(path, images, np.arange(12))
+  train_images, labels = next(iter(inputs.make_dataset([path], SPEC, 6, True, 12, seed=0,
+                                                       cutout=6).take(1)))
+  changed = (train_images.numpy() != images[labels.numpy()]).any(-1)  # [6, 32, 32]
+  assert all(0 < count <= 36 for count in changed.sum((1, 2)))  # one square of up to 6x6 each
+  eval_images = np.concatenate([b[0] for b in inputs.make_dataset([path], SPEC, 6, False, 12,
+                                                                  cutout=6)])
+  np.testing.assert_array_equal(eval_images, images)
+
+
 def test_raw_examples_through_the_transform_graph_are_the_source_pixels(tmp_path):
   images = fixtures.class_images(np.arange(7) % 3, seed=8)
   images[0, 0, 0] = [0, 128, 255]

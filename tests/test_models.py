@@ -57,6 +57,25 @@ def test_resnet_parameter_count(num_classes):
   assert 0.48e6 < count < 0.51e6  # the range its docstring states
 
 
+def test_resnet_width_sets_its_channels():
+  width = 48
+  model = models.build_model('resnet', 32, 5, width=width)
+  assert model.count_params() == 472.5 * width**2 + 99.5 * width + (4 * width + 1) * 5
+  assert [l.filters for l in model.layers if isinstance(l, keras.layers.Conv2D)] == [
+      24, 48, 48, 48, 96, 96, 96, 192, 192, 192]
+
+
+@pytest.mark.parametrize('width', [0, 1, 2.5])
+def test_resnet_refuses_a_width_below_two_or_fractional(width):
+  with pytest.raises(ValueError, match=f'--width {width}: the resnet needs a whole number'):
+    models.build_model('resnet', 32, 5, width=width)
+
+
+def test_width_is_the_resnets_alone():
+  with pytest.raises(ValueError, match="Model 'simple_cnn' does not take width"):
+    models.build_model('simple_cnn', 32, 5, width=48)
+
+
 # What each preprocessing mode means (`models.Normalize`, every model's first layer, implements
 # these formulas).
 NORMALIZATIONS = {

@@ -68,11 +68,20 @@ def test_transfer_model_trains_head_then_fine_tunes():
      "--fine-tune-layers 'some'"),
     (dict(tta='mirror'), "Unknown test-time augmentation 'mirror'"),
     (dict(precision='float16'), "Unknown precision 'float16'"),
+    (dict(width=48), "Model 'simple_cnn' does not take width"),
+    (dict(model='resnet', width=1), '--width 1: the resnet needs a whole number of 2 or more'),
+    (dict(cutout=-1), '--cutout -1: must be 0 .* up to the stored image side, 32'),
+    (dict(cutout=33), '--cutout 33: must be 0'),
 ])
 def test_bad_training_settings_fail_before_training(change, message):
   config = dataclasses.replace(TrainingConfig(model='simple_cnn'), **change)
   with pytest.raises(UserError, match=message):
     trainer.check_training_config(config, 5, 32)
+
+
+def test_width_reaches_the_resnet():
+  model = trainer.build(TrainingConfig(model='resnet', width=8), 5, 32)
+  assert [l.filters for l in model.layers if isinstance(l, keras.layers.Conv2D)][:2] == [4, 8]
 
 
 def test_imagenet_weights_that_cannot_be_fetched_fail_before_training(tmp_path, monkeypatch):

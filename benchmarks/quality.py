@@ -56,6 +56,7 @@ CONFIGS = {
     # A wider resnet with cutout of 8 or 12 px in the 12 minutes of issue 11's target.
     'resnet_wide_cutout_8': [*WIDE_12_MINUTES, '--cutout', '8'],
     'resnet_wide_cutout_12': [*WIDE_12_MINUTES, '--cutout', '12'],
+    'resnet_wide_cutout_8_seed_1': [*WIDE_12_MINUTES, '--cutout', '8', '--seed', '1'],
     'resnet_seed_1': ['--model', 'resnet', '--seed', '1', '--epochs', '45'],  # seed-to-seed spread
     'resnet_float32': ['--model', 'resnet', '--precision', 'float32', '--epochs', '45'],
     'resnet_adam_40_epochs': ['--model', 'resnet', '--optimizer', 'adam', '--learning-rate',

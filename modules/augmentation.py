@@ -108,6 +108,10 @@ def check_cutout(cutout: int, image_size: Union[int, Sequence[int]]) -> None:
                      f'the stored image side, {side}')
 
 
+def _is_identity(level: str, cutout: int) -> bool:
+  return level == 'none' and not cutout
+
+
 def _cutout(images: tf.Tensor, seed: tf.Tensor, size: int) -> tf.Tensor:
   """Per-image cutout (DeVries and Taylor, 2017): a `size` x `size` square at a uniformly random
   center, clipped at the borders, set to the image's mean colour."""
@@ -147,7 +151,7 @@ def augment_fn(level: str, image_size: Union[int, Sequence[int]], cutout: int = 
   pad = max(1, round(_CROP_PAD_FRACTION * min(height, width)))
 
   def augment(images, labels, seed=None):
-    if level == 'none' and not cutout:
+    if _is_identity(level, cutout):
       return images, labels
     images = tf.ensure_shape(images, [None, height, width, None])
     if seed is None:
@@ -176,7 +180,7 @@ def augment_dataset(dataset: tf.data.Dataset, level: str,
   reproducible whatever the thread timing and every epoch still sees new variations.
   """
   augment = augment_fn(level, image_size, cutout)
-  if level == 'none' and not cutout:
+  if _is_identity(level, cutout):
     return dataset
   seeds = tf.data.Dataset.random(rerandomize_each_iteration=True).batch(2)
   dataset = tf.data.Dataset.zip((dataset, seeds))

@@ -305,7 +305,7 @@ def build_model(name: str,
     weights: transfer models only: None (random), 'imagenet' or the path of a no-top .h5 file.
     alpha: width multiplier of mobilenet and mobilenet_v2 (must stay 1.0 for the others).
     dropout: dropout rate; None: the builder's default.
-    **kwargs: further builder arguments, e.g. `width` for resnet.
+    **kwargs: further builder arguments, e.g. `width` for resnet; None: the builder's default.
 
   Returns:
     An uncompiled keras.Model with input `image_xf` of shape
@@ -328,7 +328,7 @@ def build_model(name: str,
     raise ValueError(f'Weights file not found: {weights}')
 
   accepted = builder_arguments(name)
-  arch_kwargs = dict(kwargs)
+  arch_kwargs = {key: value for key, value in kwargs.items() if value is not None}
   if 'alpha' in accepted:
     arch_kwargs['alpha'] = alpha
   elif alpha != 1.0:

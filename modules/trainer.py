@@ -96,8 +96,7 @@ def build(config: TrainingConfig, num_classes: int, stored_image_size: int) -> k
   """The uncompiled model of a training config (ValueError on a bad model setting)."""
   return models.build_model(
       config.model, image_size_of(config), num_classes, stored_image_size=stored_image_size,
-      weights=weights_of(config), alpha=config.alpha, dropout=config.dropout,
-      **({} if config.width is None else {'width': config.width}))
+      weights=weights_of(config), alpha=config.alpha, dropout=config.dropout, width=config.width)
 
 
 def check_training_config(config: TrainingConfig, num_classes: int, stored_image_size: int,

@@ -119,8 +119,8 @@ def test_width_and_cutout_reach_the_training_config():
   from pipeline import cli  # pylint: disable=g-import-not-at-top
   parse = lambda *argv: cli.config_from_args(cli.build_parser('').parse_args(list(argv))).training
   assert (parse().width, parse().cutout) == (None, 0)  # the builder's width, no cutout
-  assert (parse('--width', '48', '--cutout', '8').width,
-          parse('--width', '48', '--cutout', '8').cutout) == (48, 8)
+  given = parse('--width', '48', '--cutout', '8')
+  assert (given.width, given.cutout) == (48, 8)
 
 
 def test_a_cutout_larger_than_the_images_is_a_one_line_error(bad_inputs, tmp_path):

@@ -75,7 +75,7 @@ class TrainingConfig:
   jit: bool = False  # XLA; pays on GPUs, 8-10x slower on this CPU
   seed: int = 0  # weights, shuffling, augmentation
   steps_per_epoch: Optional[int] = None  # None: one pass over the train split
-  tta: str = 'flip'  # test-time augmentation of the exported model: none | flip (average w/ mirror)
+  tta: str = 'flip'  # test-time augmentation of the exported model: none | flip | flip_shift
 
 
 @dataclasses.dataclass(frozen=True)

@@ -157,7 +157,7 @@ def main() -> None:
                       help='holds the generated archive and the prepared runs (reused; a temp dir)')
   parser.add_argument('--images', type=int, default=10_000, help='test images of the team\'s classes')
   parser.add_argument('--num-classes', type=int, default=20)
-  parser.add_argument('--tta', nargs='+', default=['flip', 'none'], choices=['flip', 'none'])
+  parser.add_argument('--tta', nargs='+', default=['flip', 'none'], choices=['flip', 'flip_shift', 'none'])
   parser.add_argument('--repeat', type=int, default=1)
   parser.add_argument('--no-floor', action='store_true', help='skip the no-Beam reference')
   parser.add_argument('--floor-batch', type=int, default=128)

@@ -57,6 +57,8 @@ CONFIGS = {
     'resnet_wide_cutout_8': [*WIDE_12_MINUTES, '--cutout', '8'],
     'resnet_wide_cutout_12': [*WIDE_12_MINUTES, '--cutout', '12'],
     'resnet_wide_cutout_8_seed_1': [*WIDE_12_MINUTES, '--cutout', '8', '--seed', '1'],
+    # The same with 10-view test-time augmentation (flip x 1-pixel shifts).
+    'resnet_wide_cutout_8_flip_shift': [*WIDE_12_MINUTES, '--cutout', '8', '--tta', 'flip_shift'],
     'resnet_seed_1': ['--model', 'resnet', '--seed', '1', '--epochs', '45'],  # seed-to-seed spread
     'resnet_float32': ['--model', 'resnet', '--precision', 'float32', '--epochs', '45'],
     'resnet_adam_40_epochs': ['--model', 'resnet', '--optimizer', 'adam', '--learning-rate',

@@ -13,11 +13,13 @@ The Transform graph travels inside the SavedModel, so serving cannot drift from 
 
 Test-time augmentation (`--tta`): with 'flip', `probabilities` average the model's softmax over
 each image and its mirror image (what the Evaluator, the Pusher's model and `pipeline.predict`
-all use); 'none' runs the model once. Training's val_accuracy is measured without it.
+all use); 'flip_shift' over 10 views, the image and its mirror each as it is and shifted by one
+pixel up, down, left and right (reflect-padded); 'none' runs the model once. Training's
+val_accuracy is measured without it.
 """
 import json
 import os
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, List, Sequence
 
 import keras
 import tensorflow as tf
@@ -25,7 +27,7 @@ import tensorflow_transform as tft
 
 from base import constants
 
-TEST_TIME_AUGMENTATIONS = ('none', 'flip')
+TEST_TIME_AUGMENTATIONS = ('none', 'flip', 'flip_shift')
 
 
 def check_tta(tta: str) -> None:
@@ -34,17 +36,32 @@ def check_tta(tta: str) -> None:
                      f"{', '.join(TEST_TIME_AUGMENTATIONS)}.")
 
 
+def tta_views(images: tf.Tensor, tta: str) -> List[tf.Tensor]:
+  """The views (each [B, H, W, C]) of images [B, H, W, C] a test-time augmentation averages."""
+  check_tta(tta)
+  views = [images]
+  if tta == 'flip_shift':
+    # Content one pixel down, up, right and left; the freed edge mirrors its neighbour, as
+    # reflect padding does (sliced, not tf.pad: MirrorPad fails on an empty batch).
+    x = images
+    views += [tf.concat([x[:, 1:2], x[:, :-1]], axis=1),
+              tf.concat([x[:, 1:], x[:, -2:-1]], axis=1),
+              tf.concat([x[:, :, 1:2], x[:, :, :-1]], axis=2),
+              tf.concat([x[:, :, 1:], x[:, :, -2:-1]], axis=2)]
+  if tta != 'none':
+    views += [tf.reverse(view, axis=[2]) for view in views]
+  return views
+
+
 def predict_probabilities(model: keras.Model, images: tf.Tensor, tta: str = 'none') -> tf.Tensor:
   """Class probabilities [B, N] of the model's logits for images [B, H, W, C], in float32.
 
-  tta 'flip' averages the probabilities of each image and its horizontal mirror.
+  With a test-time augmentation, the mean of the probabilities over its views (`tta_views`), one
+  model call per view (a batch of the views together would hold their activations at once).
   """
-  check_tta(tta)
-  probabilities = tf.nn.softmax(tf.cast(model(images, training=False), tf.float32), axis=-1)
-  if tta == 'flip':
-    mirrored = model(tf.reverse(images, axis=[2]), training=False)
-    probabilities = (probabilities + tf.nn.softmax(tf.cast(mirrored, tf.float32), axis=-1)) / 2
-  return probabilities
+  probabilities = [tf.nn.softmax(tf.cast(model(view, training=False), tf.float32), axis=-1)
+                   for view in tta_views(images, tta)]
+  return tf.add_n(probabilities) / len(probabilities)
 
 
 def encoded_to_stored_png(encoded: tf.Tensor, size: int) -> tf.Tensor:

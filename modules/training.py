@@ -246,7 +246,8 @@ class TimeBudget(keras.callbacks.Callback):
   budget); `begin_phase` before the fit it controls, whose `epochs` are the most it may choose.
   At the end of that phase's first epoch it reads from `timer` (a `training_stats.TrainingTimer`
   placed before it in the callbacks) the steady-state step time of that epoch and the time of
-  its validation, fixes the epoch count, sets the cosine schedule's length to end at the last of
+  its validation, adds the time the callbacks between the two took at the epoch's end (the
+  Trainer's per-epoch backup and TensorBoard logs), fixes the epoch count, sets the cosine schedule's length to end at the last of
   those epochs (the first epoch is the measuring window: `make_schedule`'s `decay_start` holds
   the decay until then), and later stops the fit after that epoch.
   """
@@ -281,7 +282,10 @@ class TimeBudget(keras.callbacks.Callback):
   def _decide(self, epochs_done: int) -> None:
     ms_per_step, measured_on = self._timer.last_epoch_ms_per_step()
     validation_sec = self._timer.last_validation_sec()
-    epoch_sec = self._steps_per_epoch * ms_per_step / 1000 + validation_sec
+    # The callbacks between the timer and this one at the epoch's end (the Trainer's per-epoch
+    # backup and TensorBoard logs) take their time every epoch too.
+    end_sec = self._clock() - self._timer.last_epoch_end
+    epoch_sec = self._steps_per_epoch * ms_per_step / 1000 + validation_sec + end_sec
     elapsed = self.elapsed()
     epochs = epochs_within_budget(self.budget_sec, elapsed, epoch_sec, epochs_done,
                                   self._max_epochs)
@@ -297,15 +301,16 @@ class TimeBudget(keras.callbacks.Callback):
         'ms_per_step': ms_per_step,
         'measured_on': measured_on,
         'validation_sec_per_epoch': validation_sec,
+        'epoch_end_sec': end_sec,
         'epoch_sec': epoch_sec,
         'decided_after_sec': elapsed,
         'epochs_chosen': epochs,
         'max_epochs': self._max_epochs,
         'steps_per_epoch': self._steps_per_epoch,
     }
-    logging.info('Time budget %.0f s: %.1f ms/step, %.1f s validation, %.1f s/epoch after '
-                 '%.0f s: %d of at most %d epochs', self.budget_sec, ms_per_step,
-                 validation_sec, epoch_sec, elapsed, epochs, self._max_epochs)
+    logging.info('Time budget %.0f s: %.1f ms/step, %.1f s validation, %.1f s saving, %.1f '
+                 's/epoch after %.0f s: %d of at most %d epochs', self.budget_sec, ms_per_step,
+                 validation_sec, end_sec, epoch_sec, elapsed, epochs, self._max_epochs)
 
   def resume(self, decision: Dict[str, Any]) -> None:
     """Takes the decision of a run that was stopped after making it (call after

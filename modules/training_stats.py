@@ -57,6 +57,7 @@ class TrainingTimer(keras.callbacks.Callback):
     self._test_batch_ends: List[Tuple[int, float]] = []  # (steps done, time) of a validation
     self.validation_times: List[float] = []  # seconds of each validation run in fit
     self._last_validation_sec = 0.0
+    self.last_epoch_end: Optional[float] = None  # the clock at the last epoch's end
     # What a `training.TimeBudget` measured and chose, when one chose the epochs.
     self.time_budget: Optional[Dict[str, Any]] = None
 
@@ -112,6 +113,7 @@ class TrainingTimer(keras.callbacks.Callback):
 
   def on_epoch_end(self, epoch, logs=None):
     now = self._clock()
+    self.last_epoch_end = now
     self.epoch_times.append(now - self._epoch_start)
     last_step_end = self._batch_ends[-1][1] if self._batch_ends else now
     self.train_times.append(last_step_end - self._epoch_start)
@@ -248,7 +250,7 @@ def format_summary(stats: Dict[str, Any]) -> str:
     budget_lines = [
         f'Time budget: {budget["budget_minutes"]:g} min; {budget["epoch_sec"]:.1f} s/epoch '
         f'({budget["ms_per_step"]:.1f} ms/step, {budget["validation_sec_per_epoch"]:.1f} s '
-        f'validation) measured after {budget["decided_after_sec"]:.0f} s: '
+        f'validation, {budget.get("epoch_end_sec", 0.0):.1f} s saving the epoch) measured after {budget["decided_after_sec"]:.0f} s: '
         f'{budget["epochs_chosen"]} of at most {budget["max_epochs"]} epochs; trained in '
         f'{budget["training_sec"] / 60:.1f} min']
   lines = [

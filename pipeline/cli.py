@@ -140,7 +140,9 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
                  help='default: one pass over the train split')
   g.add_argument('--tta', default=t.tta,
                  help='test-time augmentation of the exported model: none | flip (average the '
-                 'probabilities of each image and its mirror image) (default %(default)s)')
+                 'probabilities of each image and its mirror image) | flip_shift (10 views: '
+                 'the image and its mirror, each also shifted 1 pixel 4 ways) '
+                 '(default %(default)s)')
 
 
 def add_tuning_flags(parser: argparse.ArgumentParser) -> None:

@@ -43,9 +43,32 @@ def test_flip_tta_averages_the_image_and_its_mirror():
   assert not np.allclose(probabilities, export.predict_probabilities(model, images, 'none'))
 
 
+def test_flip_shift_tta_averages_ten_views():
+  model, images = _model(), tf.random.uniform([6, 4, 4, 3])
+  pixels = images.numpy()
+  padded = np.pad(pixels, [(0, 0), (1, 1), (1, 1), (0, 0)], mode='reflect')
+  # The image, then shifted by one pixel: content moves down, up, right, left; then their mirrors.
+  views = [pixels] + [padded[:, r:r + 4, c:c + 4] for r, c in ((0, 1), (2, 1), (1, 0), (1, 2))]
+  views += [view[:, :, ::-1] for view in views]
+  assert np.array_equal(views[1][:, 1:], pixels[:, :-1])  # shifted down: row 0 reflects row 1
+  assert np.array_equal(views[1][:, 0], pixels[:, 1])
+  expected = np.mean([tf.nn.softmax(model(view)) for view in views], axis=0)
+  probabilities = export.predict_probabilities(model, images, 'flip_shift')
+  np.testing.assert_allclose(probabilities, expected, atol=1e-6)
+  # The views of the mirror image are the mirrors of the views: the same prediction.
+  np.testing.assert_allclose(export.predict_probabilities(model, pixels[:, :, ::-1], 'flip_shift'),
+                             probabilities, atol=1e-6)
+  assert not np.allclose(probabilities, export.predict_probabilities(model, images, 'flip'))
+
+
+def test_tta_of_an_empty_batch():
+  empty = tf.zeros([0, 4, 4, 3])
+  assert export.predict_probabilities(_model(), empty, 'flip_shift').shape == (0, 5)
+
+
 def test_unknown_tta():
   with pytest.raises(ValueError, match="Unknown test-time augmentation 'rotate'; expected one of: "
-                     'none, flip'):
+                     'none, flip, flip_shift'):
     export.predict_probabilities(_model(), tf.zeros([1, 4, 4, 3]), 'rotate')
 
 

@@ -83,8 +83,10 @@ def test_the_recorded_numbers_are_consistent(budgeted):
   record = budgeted['time_budget']
   steps = record['steps_per_epoch']
   assert record['ms_per_step'] > 0 and record['validation_sec_per_epoch'] > 0
+  assert record['epoch_end_sec'] >= 0
   assert record['epoch_sec'] == pytest.approx(
-      steps * record['ms_per_step'] / 1000 + record['validation_sec_per_epoch'])
+      steps * record['ms_per_step'] / 1000 + record['validation_sec_per_epoch']
+      + record['epoch_end_sec'])
   # The first epoch was measured; the rest of the budget held this many more whole epochs.
   more = math.floor((record['budget_sec'] - record['decided_after_sec']) / record['epoch_sec'])
   assert record['epochs_chosen'] == 1 + more

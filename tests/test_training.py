@@ -171,9 +171,24 @@ class _Model:
   stop_training = False
 
 
-def _epoch(timer, budget, clock, epoch, steps, step_sec, val_batches, val_sec, first_sec=0.0):
-  """One epoch as fit calls the callbacks: timer first, then the budget."""
-  callbacks = (timer, budget)
+class _Backup:
+  """A callback between the timer and the budget that takes `seconds` at each epoch's end."""
+
+  def __init__(self, clock, seconds):
+    self.clock, self.seconds = clock, seconds
+
+  def __getattr__(self, name):  # every other callback method does nothing
+    return lambda *args, **kwargs: None
+
+  def on_epoch_end(self, epoch, logs=None):
+    self.clock.now += self.seconds
+
+
+def _epoch(timer, budget, clock, epoch, steps, step_sec, val_batches, val_sec, first_sec=0.0,
+           end_sec=0.0):
+  """One epoch as fit calls the callbacks: the timer first, a backup taking `end_sec` at the
+  epoch's end, then the budget."""
+  callbacks = (timer, _Backup(clock, end_sec), budget)
   for c in callbacks:
     c.on_epoch_begin(epoch)
   for step in range(steps):
@@ -208,22 +223,24 @@ def test_time_budget_measures_the_first_epoch_then_stops_at_its_choice():
   budget.begin_phase(schedule, steps_per_epoch=20, max_epochs=45, first_epoch=0)
   timer.on_train_begin()
   # Epoch 1: 3 s of tracing in the first step and the first validation batch; then 0.1 s per
-  # step, 0.5 s per validation batch (4 batches).
-  _epoch(timer, budget, clock, 0, 20, 0.1, 4, 0.5, first_sec=3.0)
-  # Elapsed 2 + 3 + 2 + 3 = 10 s; an epoch costs 20 * 0.1 + 4 * 0.5 = 4 s: 12 more fit in 50 s.
+  # step, 0.5 s per validation batch (4 batches); saving each epoch takes 1 s.
+  _epoch(timer, budget, clock, 0, 20, 0.1, 4, 0.5, first_sec=3.0, end_sec=1.0)
+  # Elapsed 2 + 3 + 2 + 3 + 1 = 11 s; an epoch costs 20 * 0.1 + 4 * 0.5 + 1 = 5 s: 9 more fit in
+  # the 49 s left.
   decision = budget.decision
   assert decision['ms_per_step'] == pytest.approx(100.0)
   assert decision['validation_sec_per_epoch'] == pytest.approx(2.0)
-  assert decision['epoch_sec'] == pytest.approx(4.0)
-  assert decision['decided_after_sec'] == pytest.approx(10.0)
-  assert decision['epochs_chosen'] == 13 and decision['max_epochs'] == 45
-  assert schedule.total_steps == 13 * 20
+  assert decision['epoch_end_sec'] == pytest.approx(1.0)
+  assert decision['epoch_sec'] == pytest.approx(5.0)
+  assert decision['decided_after_sec'] == pytest.approx(11.0)
+  assert decision['epochs_chosen'] == 10 and decision['max_epochs'] == 45
+  assert schedule.total_steps == 10 * 20
   assert not model.stop_training
-  for epoch in range(1, 13):
-    _epoch(timer, budget, clock, epoch, 20, 0.1, 4, 0.5)
-    assert model.stop_training == (epoch == 12)
+  for epoch in range(1, 10):
+    _epoch(timer, budget, clock, epoch, 20, 0.1, 4, 0.5, end_sec=1.0)
+    assert model.stop_training == (epoch == 9)
   record = budget.record()
-  assert record['budget_minutes'] == 1.0 and record['training_sec'] == pytest.approx(58.0)
+  assert record['budget_minutes'] == 1.0 and record['training_sec'] == pytest.approx(56.0)
 
 
 @pytest.mark.parametrize('minutes, epochs', [(1e-6, 1), (60.0, 4)])

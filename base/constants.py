@@ -81,3 +81,6 @@ SOURCE_CIFAR_ARCHIVE = 'cifar100_archive'  # cifar-100-python.tar.gz
 SOURCE_CIFAR_FOLDER = 'cifar100_folder'  # its extracted cifar-100-python/ folder
 SOURCE_IMAGE_FOLDER = 'image_folder'  # PATH/train/<class>/*, optional PATH/test/<class>/*
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
+
+# --- test-time augmentations of the exported model (`--tta`; modules/export.py: tta_views) ---
+TEST_TIME_AUGMENTATIONS = ('none', 'flip', 'flip_shift')

@@ -35,7 +35,7 @@ import child_process  # benchmarks/ (the script's folder)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from base import machine  # pylint: disable=wrong-import-position
+from base import constants, machine  # pylint: disable=wrong-import-position
 
 
 def _config(data: str, output_dir: str, num_classes: int, tta: str):
@@ -53,7 +53,6 @@ def _evaluator_inputs(config) -> dict:
   from google.protobuf import message  # pylint: disable=g-import-not-at-top
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   from tfx.utils import json_utils, proto_utils  # pylint: disable=g-import-not-at-top
-  from base import constants  # pylint: disable=g-import-not-at-top
   from pipeline.pipeline import create_pipeline  # pylint: disable=g-import-not-at-top
   full = create_pipeline(config, tfx.orchestration.metadata.sqlite_metadata_connection_config(
       config.runner.metadata_path))
@@ -157,7 +156,8 @@ def main() -> None:
                       help='holds the generated archive and the prepared runs (reused; a temp dir)')
   parser.add_argument('--images', type=int, default=10_000, help='test images of the team\'s classes')
   parser.add_argument('--num-classes', type=int, default=20)
-  parser.add_argument('--tta', nargs='+', default=['flip', 'none'], choices=['flip', 'flip_shift', 'none'])
+  parser.add_argument('--tta', nargs='+', default=['flip', 'none'],
+                      choices=constants.TEST_TIME_AUGMENTATIONS)
   parser.add_argument('--repeat', type=int, default=1)
   parser.add_argument('--no-floor', action='store_true', help='skip the no-Beam reference')
   parser.add_argument('--floor-batch', type=int, default=128)

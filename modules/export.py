@@ -27,13 +27,10 @@ import tensorflow_transform as tft
 
 from base import constants
 
-TEST_TIME_AUGMENTATIONS = ('none', 'flip', 'flip_shift')
-
-
 def check_tta(tta: str) -> None:
-  if tta not in TEST_TIME_AUGMENTATIONS:
+  if tta not in constants.TEST_TIME_AUGMENTATIONS:
     raise ValueError(f"Unknown test-time augmentation {tta!r}; expected one of: "
-                     f"{', '.join(TEST_TIME_AUGMENTATIONS)}.")
+                     f"{', '.join(constants.TEST_TIME_AUGMENTATIONS)}.")
 
 
 def tta_views(images: tf.Tensor, tta: str) -> List[tf.Tensor]:

@@ -247,9 +247,10 @@ class TimeBudget(keras.callbacks.Callback):
   At the end of that phase's first epoch it reads from `timer` (a `training_stats.TrainingTimer`
   placed before it in the callbacks) the steady-state step time of that epoch and the time of
   its validation, adds the time the callbacks between the two took at the epoch's end (the
-  Trainer's per-epoch backup and TensorBoard logs), fixes the epoch count, sets the cosine schedule's length to end at the last of
-  those epochs (the first epoch is the measuring window: `make_schedule`'s `decay_start` holds
-  the decay until then), and later stops the fit after that epoch.
+  Trainer's per-epoch backup and TensorBoard logs), fixes the epoch count, sets the cosine
+  schedule's length to end at the last of those epochs (the first epoch is the measuring window:
+  `make_schedule`'s `decay_start` holds the decay until then), and later stops the fit after
+  that epoch.
   """
 
   def __init__(self, minutes: float, timer, clock=time.perf_counter):

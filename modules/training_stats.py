@@ -250,7 +250,8 @@ def format_summary(stats: Dict[str, Any]) -> str:
     budget_lines = [
         f'Time budget: {budget["budget_minutes"]:g} min; {budget["epoch_sec"]:.1f} s/epoch '
         f'({budget["ms_per_step"]:.1f} ms/step, {budget["validation_sec_per_epoch"]:.1f} s '
-        f'validation, {budget.get("epoch_end_sec", 0.0):.1f} s saving the epoch) measured after {budget["decided_after_sec"]:.0f} s: '
+        f'validation, {budget.get("epoch_end_sec", 0.0):.1f} s saving the epoch) measured after '
+        f'{budget["decided_after_sec"]:.0f} s: '
         f'{budget["epochs_chosen"]} of at most {budget["max_epochs"]} epochs; trained in '
         f'{budget["training_sec"] / 60:.1f} min']
   lines = [

@@ -107,8 +107,8 @@ def test_summary_lines_by_hand():
       'Device: CPU AMD EPYC (2 CPU cores); precision float32; peak host memory 2,048 MiB',
   ]
   budget = {'budget_minutes': 20.0, 'epoch_sec': 25.04, 'ms_per_step': 150.2,
-            'validation_sec_per_epoch': 5.0, 'epoch_end_sec': 0.8, 'decided_after_sec': 41.6, 'epochs_chosen': 44,
-            'max_epochs': 45, 'training_sec': 1150.0}
+            'validation_sec_per_epoch': 5.0, 'epoch_end_sec': 0.8, 'decided_after_sec': 41.6,
+            'epochs_chosen': 44, 'max_epochs': 45, 'training_sec': 1150.0}
   assert training_stats.format_summary({**stats, 'time_budget': budget}).splitlines()[1] == (
       'Time budget: 20 min; 25.0 s/epoch (150.2 ms/step, 5.0 s validation, 0.8 s saving the '
       'epoch) measured after 42 s: '

@@ -40,12 +40,13 @@ def _dir_bytes(path: str) -> int:
              for folder, _, names in os.walk(path) for name in names)
 
 
-def run_one(data: str, model: str, workdir: str, keep: bool, overrides: str) -> dict:
+def run_one(data: str, model: str, num_classes: int, workdir: str, keep: bool,
+            overrides: str) -> dict:
   """Runs the data-preparation components in a child process; its timings and peak tree RSS."""
   output_dir = tempfile.mkdtemp(dir=workdir)
   load = os.getloadavg()[0]
   returncode, out, peak = child_process.run_watched(
-      [__file__, '--child', data, model, output_dir, overrides], ROOT)
+      [__file__, '--child', data, model, str(num_classes), output_dir, overrides], ROOT)
   if not keep:
     shutil.rmtree(output_dir, ignore_errors=True)
   if returncode != 0 or not out:
@@ -79,13 +80,14 @@ def _record_component_cpu(cpu_s: dict) -> None:
   launcher.Launcher.launch = timed_launch
 
 
-def child_main(data_path: str, model: str, output_dir: str, overrides: str) -> None:
+def child_main(data_path: str, model: str, num_classes: int, output_dir: str,
+               overrides: str) -> None:
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   from base.configs import DataConfig, PipelineConfig, RunnerConfig, TrainingConfig
   from pipeline.data import resolve_data
   from pipeline.pipeline import create_pipeline
   config = PipelineConfig(
-      data=DataConfig(data=data_path, trust_data=True),
+      data=DataConfig(data=data_path, trust_data=True, num_classes=num_classes or None),
       training=TrainingConfig(model=model),
       runner=RunnerConfig(output_dir=output_dir, enable_cache=False))
   data, sizes = resolve_data(config.data)
@@ -140,6 +142,9 @@ def main() -> None:
                       help='build (once) a full-size generated archive in DIR and use it')
   parser.add_argument('--model', default='resnet',
                       help='the run\'s --model (Transform\'s output no longer depends on it)')
+  parser.add_argument('--classes', type=int, default=0,
+                      help='the run\'s --num-classes (default: a default run\'s, 20 of CIFAR-100, '
+                      'all of a folder)')
   parser.add_argument('--repeat', type=int, default=1)
   parser.add_argument('--workdir', default=None, help='where runs write (a temp dir)')
   parser.add_argument('--transform-option', action='append', default=[], metavar='KEY=INT',
@@ -174,9 +179,10 @@ def main() -> None:
     overrides.setdefault(component_id, {})[key] = _property_value(value)
   overrides = json.dumps(overrides)
   workdir = args.workdir or tempfile.mkdtemp(prefix='data_prep_bench_')
+  os.makedirs(workdir, exist_ok=True)
   print(f'CPU flags: {" ".join(machine.simd_flags())}; {os.cpu_count()} cores', flush=True)
   for _ in range(args.repeat):
-    r = run_one(os.path.abspath(data), args.model, workdir, args.keep, overrides)
+    r = run_one(os.path.abspath(data), args.model, args.classes, workdir, args.keep, overrides)
     parts = ', '.join(f'{k} {v:.1f}' for k, v in r['components'].items())
     cpu_parts = ', '.join(f'{k} {v:.1f}' for k, v in r['component_cpu_s'].items())
     print(f'{r["images"]:,} images, {r["seconds"]:.1f} s, {r["images"] / r["seconds"]:,.0f} '
@@ -189,6 +195,6 @@ def main() -> None:
 if __name__ == '__main__':
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   if len(sys.argv) > 1 and sys.argv[1] == '--child':
-    child_main(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
+    child_main(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6])
   else:
     main()

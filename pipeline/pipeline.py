@@ -10,6 +10,7 @@ from tfx import v1 as tfx
 
 from components.data_validation import CuratedSchemaGen, ValidationGate
 from components.example_gen.component import Cifar100ExampleGen
+from components.statistics_gen import StatisticsGen
 from components.tuner import Tuner
 from modules import tuner as tuner_module
 from modules import trainer as trainer_module
@@ -116,7 +117,7 @@ def create_pipeline(config: PipelineConfig,
   """
   data = config.data
   example_gen = make_example_gen(data)
-  statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
+  statistics_gen = StatisticsGen(examples=example_gen.outputs['examples'])
   schema_gen = tfx.components.SchemaGen(
       statistics=statistics_gen.outputs['statistics'], infer_feature_shape=True)
   curated_schema = CuratedSchemaGen(

@@ -47,14 +47,15 @@ class Cifar100ExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
 
 
 def _input_config(source: str, source_path: str) -> example_gen_pb2.Input:
-  """The three splits, each with a file pattern that the driver fingerprints for caching."""
+  """The three splits, each with the pattern of what it is read from, which TFX's driver
+  fingerprints (sizes and modification times) for the cache key. An image folder's splits name
+  its `train` and `test` folders, not their images: the content fingerprint covers every image,
+  and TFX's stat of each of 25,000 files cost ~0.25 s per split."""
   if source == constants.SOURCE_CIFAR_ARCHIVE:
     patterns = [os.path.basename(source_path)] * 3
-  elif source == constants.SOURCE_CIFAR_FOLDER:
-    patterns = ['train', 'train', 'test']
-  else:
-    has_test = os.path.isdir(os.path.join(source_path, constants.TEST_SPLIT))
-    patterns = ['train/*/*', 'train/*/*', 'test/*/*' if has_test else 'train/*/*']
+  else:  # the extracted archive's `train` and `test` pickles, or an image folder's folders
+    has_test = os.path.exists(os.path.join(source_path, constants.TEST_SPLIT))
+    patterns = ['train', 'train', 'test' if has_test else 'train']
   return example_gen_pb2.Input(splits=[
       example_gen_pb2.Input.Split(name=name, pattern=pattern)
       for name, pattern in zip(constants.SPLITS, patterns)

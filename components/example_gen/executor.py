@@ -41,9 +41,6 @@ TRUST_DATA = 'trust_data'
 # small enough that a CIFAR split gives each of a few workers several shards.
 SHARD_SIZE = 2500
 
-# A split's shards: (images, source ids); `images` is what the split's DoFn loads.
-Shards = List[Tuple[Any, List[int]]]
-
 
 def _encoder(props: Dict[str, Any]) -> encoding.ExampleEncoder:
   return encoding.ExampleEncoder(
@@ -75,7 +72,7 @@ def _channels_last(chw: np.ndarray) -> np.ndarray:
   return hwc
 
 
-def plan_cifar(props: Dict[str, Any], work_dir: str) -> Dict[str, Shards]:
+def plan_cifar(props: Dict[str, Any], work_dir: str) -> shards.Plan:
   """Per split, shards of ((raw images file, start, end), source ids).
 
   The pickles are read once, here; each split's pixels go in output order to a raw file in
@@ -107,7 +104,7 @@ def plan_cifar(props: Dict[str, Any], work_dir: str) -> Dict[str, Shards]:
   return plan
 
 
-def plan_image_folder(props: Dict[str, Any]) -> Tuple[Dict[str, Shards], Tuple[int, int]]:
+def plan_image_folder(props: Dict[str, Any]) -> Tuple[shards.Plan, Tuple[int, int]]:
   """Per split, shards of (image paths, class indices), and the images' shared size."""
   scan = sources.scan_image_folder(props[SOURCE_PATH], check_sizes=False)
   names, ids = json.loads(props[CLASS_NAMES]), json.loads(props[SOURCE_IDS])
@@ -148,22 +145,24 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                                   example_gen_pb2.Input()),
         proto_utils.json_to_proto(props[standard_component_specs.OUTPUT_CONFIG_KEY],
                                   example_gen_pb2.Output())))
+    plan_path = os.path.join(self._get_tmp_dir(), 'plan.json')  # read by every Beam worker
     if props[SOURCE] == constants.SOURCE_IMAGE_FOLDER:
       plan, image_size = plan_image_folder(props)
-      write = shards.WriteFileShard(_encoder(props), image_size)
+      write = shards.WriteFileShard(_encoder(props), plan_path, image_size)
     elif props[SOURCE] in (constants.SOURCE_CIFAR_ARCHIVE, constants.SOURCE_CIFAR_FOLDER):
       plan = plan_cifar(props, self._get_tmp_dir())
-      write = shards.WriteArrayShard(_encoder(props), sources.CIFAR_IMAGE_SHAPE)
+      write = shards.WriteArrayShard(_encoder(props), plan_path, sources.CIFAR_IMAGE_SHAPE)
     else:
       raise UserError(f'unknown source {props[SOURCE]!r}')
+    shards.write_plan(plan, plan_path)
     elements = []
     for split, split_shards in plan.items():
       logging.info('ExampleGen: split %s has %d images in %d files', split,
                    sum(len(ids) for _, ids in split_shards), len(split_shards))
       split_dir = artifact_utils.get_split_uri([examples], split)
       elements += [(os.path.join(split_dir, f'{write_split.DEFAULT_TF_RECORD_FILE_NAME}-'
-                                 f'{n:05d}-of-{len(split_shards):05d}.gz'), images, ids)
-                   for n, (images, ids) in enumerate(split_shards)]
+                                 f'{n:05d}-of-{len(split_shards):05d}.gz'), split, n)
+                   for n in range(len(split_shards))]
     with self._make_beam_pipeline() as pipeline:
       _ = (pipeline
            | 'Plan' >> beam.Create(elements)  # reshuffled: spreads the shards over the workers

@@ -64,11 +64,10 @@ def _json(exec_properties: Dict[str, Any], key: str) -> Any:
 class Executor(tfx_executor.Executor):
   """TFX's StatisticsGen executor, in memory for the options this project sets."""
 
-  def _in_memory(self, input_dict: Dict[str, List[types.Artifact]],
+  def _in_memory(self, input_dict: Dict[str, List[types.Artifact]], examples: types.Artifact,
                  exec_properties: Dict[str, Any], options: tfdv.StatsOptions) -> bool:
     """Whether the run is local and asks for nothing beyond splits and default generators:
     anything else (a schema, sampling, sharded output, a feature allowlist) goes to TFX."""
-    examples = artifact_utils.get_single_instance(input_dict[specs.EXAMPLES_KEY])
     return (runs_locally(self._beam_pipeline_args)
             and not input_dict.get(specs.SCHEMA_KEY)
             and not exec_properties.get(specs.SHARDED_STATS_OUTPUT_KEY)
@@ -86,11 +85,11 @@ class Executor(tfx_executor.Executor):
     does."""
     options_json = exec_properties.get(specs.STATS_OPTIONS_JSON_KEY)
     options = tfdv.StatsOptions.from_json(options_json) if options_json else tfdv.StatsOptions()
-    if not self._in_memory(input_dict, exec_properties, options):
+    examples = artifact_utils.get_single_instance(input_dict[specs.EXAMPLES_KEY])
+    if not self._in_memory(input_dict, examples, exec_properties, options):
       super().Do(input_dict, output_dict, exec_properties)
       return
     self._log_startup(input_dict, output_dict, exec_properties)
-    examples = artifact_utils.get_single_instance(input_dict[specs.EXAMPLES_KEY])
     excluded = _json(exec_properties, specs.EXCLUDE_SPLITS_KEY) or []
     splits = [split for split in artifact_utils.decode_split_names(examples.split_names)
               if split not in excluded]

@@ -50,12 +50,6 @@ def _run(executor_class, examples, uri, exec_properties, beam_args=()):
   return statistics
 
 
-def _statistics(artifact, split):
-  with open(os.path.join(artifact.uri, f'Split-{split}', tfx_executor.DEFAULT_FILE_NAME),
-            'rb') as f:
-    return f.read()
-
-
 def _rounded(value):
   """A proto's dict with its doubles to 12 digits: the two paths sum in different orders."""
   if isinstance(value, float):

@@ -44,7 +44,7 @@ class TrainingConfig:
   weights: str = 'imagenet'  # transfer models: imagenet | none | PATH of a no-top .h5 file
   alpha: float = 1.0  # MobileNet width multiplier
   dropout: Optional[float] = None  # None: the builder's default
-  width: Optional[int] = None  # resnet: channels of its first stage; None: the builder's (32)
+  width: Optional[int] = None  # resnet, airbench: channels of the first stage; None: the builder's
   # transfer models: 0 frozen backbone, K top layers, or 'all'; None: the model's (all for
   # mobilenet, 0 for the other backbones: modules/models.py)
   fine_tune_layers: Optional[str] = None

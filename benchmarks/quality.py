@@ -67,6 +67,11 @@ CONFIGS = {
                                    '--tta', 'flip_shift'],
     'resnet_cutout_8_flip_shift_eval_5': ['--model', 'resnet', '--time-budget', '12', '--cutout',
                                           '8', '--tta', 'flip_shift', '--eval-fraction', '0.05'],
+    # airbench (whitened 2x2 patches, a wide and shallow network) with the same 12-minute recipe.
+    'airbench_cutout_8_flip_shift': ['--model', 'airbench', '--time-budget', '12', '--cutout', '8',
+                                     '--tta', 'flip_shift'],
+    'airbench_cutout_8_flip_shift_seed_1': ['--model', 'airbench', '--time-budget', '12',
+                                            '--cutout', '8', '--tta', 'flip_shift', '--seed', '1'],
     'resnet_seed_1': ['--model', 'resnet', '--seed', '1', '--epochs', '45'],  # seed-to-seed spread
     'resnet_float32': ['--model', 'resnet', '--precision', 'float32', '--epochs', '45'],
     'resnet_adam_40_epochs': ['--model', 'resnet', '--optimizer', 'adam', '--learning-rate',

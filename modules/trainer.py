@@ -12,9 +12,10 @@ import platform
 import shutil
 import tempfile
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
@@ -173,6 +174,19 @@ def _compile(model: keras.Model, config: TrainingConfig, learning_rate: float,
   return schedule
 
 
+ADAPT_IMAGES = 2048  # training images that set a model's data-dependent layers (`models.adapt`)
+
+
+def _first_images(dataset: tf.data.Dataset, count: int) -> Iterator[np.ndarray]:
+  """The image batches at the start of a dataset of (images, labels), until `count` images."""
+  seen = 0
+  for images, _ in dataset:
+    yield images.numpy()
+    seen += len(images)
+    if seen >= count:
+      return
+
+
 def train(config: TrainingConfig, model: keras.Model, train_data: tf.data.Dataset,
           eval_data: tf.data.Dataset, steps_per_epoch: int, validation_steps: int,
           callbacks: Sequence[keras.callbacks.Callback] = (),
@@ -184,12 +198,18 @@ def train(config: TrainingConfig, model: keras.Model, train_data: tf.data.Datase
   `training.TimeBudget` chooses the last phase's epochs, at most `config.epochs`, measured in its
   first epoch, during which the cosine decay waits; the timer then carries its record.
   With `backup` (the Trainer's), each phase resumes from its last saved epoch (`EpochBackup`).
+  First, a model with data-dependent layers (airbench's whitening) sets them from the first
+  `ADAPT_IMAGES` training images (`models.adapt`). Read outside the distribution strategy, the
+  seeded training data starts with the same images on every worker, so every worker sets the
+  same values.
   """
   config = with_model_defaults(config)
   timer = training_stats.TrainingTimer(config.batch_size)
   budget = training.TimeBudget(time_budget, timer) if time_budget else None
   if budget:
     budget.start()
+  # Before any restore, so that a resumed run reads its training data as often as the first.
+  models.adapt(model, _first_images(train_data, ADAPT_IMAGES))
   phases = _phases(config)
   epoch = 0
   for phase, (fine_tune, epochs, learning_rate) in enumerate(phases):

@@ -72,8 +72,8 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
   t = TrainingConfig()
   g = parser.add_argument_group('model and training')
   g.add_argument('--model', default=t.model,
-                 help='simple_cnn | resnet | vgg16 | mobilenet | mobilenet_v2 | resnet50 | '
-                 'efficientnet_b0 | densenet121 (default %(default)s)')
+                 help='simple_cnn | resnet | airbench | vgg16 | mobilenet | mobilenet_v2 | '
+                 'resnet50 | efficientnet_b0 | densenet121 (default %(default)s)')
   g.add_argument('--image-size', type=int, default=t.image_size,
                  help='side the model sees; images are resized inside the model (default: the '
                  "model's own: 32 from scratch and vgg16, 64-96 for the other transfer models)")
@@ -86,7 +86,8 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
                  help="dropout before the classifier (default: the model's own)")
   g.add_argument('--width', type=int, default=t.width,
                  help='resnet: channels of its first stage, doubled at each of the next two '
-                 '(a step costs up to (W/32)^2 as much; default: 32)')
+                 '(a step costs up to (W/32)^2 as much; default: 32); airbench: channels of its '
+                 'first stage, 4W in the next two (default: 48)')
   g.add_argument('--fine-tune-layers', type=_fine_tune_layers, default=t.fine_tune_layers,
                  help="transfer models: 0 = frozen backbone, K = its top K layers train, 'all' "
                  "(default: the model's: all for mobilenet, 0 for the other backbones)")
@@ -106,11 +107,11 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
                  'error (default %(default)s)')
   g.add_argument('--batch-size', type=int, default=t.batch_size, help='(default %(default)s)')
   g.add_argument('--optimizer', default=t.optimizer,
-                 help="adam | adamw | sgd | rmsprop (default: the model's: sgd for resnet, "
-                 'adam for the others)')
+                 help="adam | adamw | sgd | rmsprop (default: the model's: sgd for resnet and "
+                 'airbench, adam for the others)')
   g.add_argument('--learning-rate', type=float, default=t.learning_rate,
-                 help="peak learning rate (default: the model's: 0.1 for resnet, 0.001 for the "
-                 'others)')
+                 help="peak learning rate (default: the model's: 0.1 for resnet and airbench, "
+                 '0.001 for the others)')
   g.add_argument('--momentum', type=float, default=t.momentum,
                  help='sgd momentum, Nesterov (default %(default)s)')
   g.add_argument('--schedule', default=t.schedule,

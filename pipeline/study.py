@@ -188,9 +188,9 @@ def learning_rate_values(base: PipelineConfig) -> List[str]:
 
 OPTIMIZERS = ('adam', 'adamw', 'sgd', 'rmsprop')
 # Each optimizer's peak learning rate unless it is the model's own (then the model's rate: SGD at
-# 0.1 for the resnet, docs/results.md). Adam, AdamW and RMSprop: Keras' defaults, 1e-3. SGD with
-# Nesterov momentum: 0.01 for the others: 0.1 overshoots a transfer head, and the models without
-# BatchNorm (simple_cnn) are not made for it.
+# 0.1 for the resnet and airbench, docs/results.md). Adam, AdamW and RMSprop: Keras' defaults,
+# 1e-3. SGD with Nesterov momentum: 0.01 for the others: 0.1 overshoots a transfer head, and the
+# models without BatchNorm (simple_cnn) are not made for it.
 OPTIMIZER_LEARNING_RATES = {'adam': 1e-3, 'adamw': 1e-3, 'sgd': 1e-2, 'rmsprop': 1e-3}
 # Keras 3 decays weights the same way in every optimizer (w -= lr * weight_decay * w), so Adam
 # with the base's weight decay already is AdamW. What makes AdamW a different recipe is its

@@ -35,11 +35,13 @@ def extract_sample(target: str) -> None:
 
 
 @pytest.mark.skipif(not os.path.exists(PHOTOS), reason=f'{PHOTOS} is not on this machine')
-def test_default_model_learns_real_photos(tmp_path):
+# The default model, and airbench, whose first layer the training data sets (`models.adapt`).
+@pytest.mark.parametrize('model', [TrainingConfig().model, 'airbench'])
+def test_model_learns_real_photos(tmp_path, model):
   extract_sample(str(tmp_path / 'photos'))
   config = PipelineConfig(
       data=DataConfig(data=str(tmp_path / 'photos')),
-      training=TrainingConfig(epochs=6, batch_size=64),  # the default model and recipe, shorter
+      training=TrainingConfig(model=model, epochs=6, batch_size=64),  # its recipe, shorter
       runner=RunnerConfig(output_dir=str(tmp_path / 'out')))
   config, sizes = e2e.run_pipeline(config)
   assert sizes['test'] == 5 * TEST_PER_CLASS

@@ -76,6 +76,88 @@ def test_width_is_the_resnets_alone():
     models.build_model('simple_cnn', 32, 5, width=48)
 
 
+def test_airbench_parameter_count_and_channels():
+  """By hand: the whitening's 2x2x3x24 frozen filters and 24 biases; six 3x3 convolutions of
+  24->w, w->w, w->4w and three 4w->4w; BatchNorm's 4 values per channel; the Dense head."""
+  width, classes = 48, 5
+  model = models.build_model('airbench', 32, classes, width=width)
+  convolutions = 9 * (24 * width + width**2 + 4 * width**2 + 3 * 16 * width**2)
+  assert model.count_params() == (2 * 2 * 3 * 24 + 24 + convolutions + 4 * 18 * width +
+                                  (4 * width + 1) * classes) == 1_114_109
+  assert models.count_params(model)[0] == model.count_params() - 288 - 2 * 18 * width
+  assert [l.filters for l in model.layers if isinstance(l, keras.layers.Conv2D)] == [
+      48, 48, 192, 192, 192, 192]
+
+
+@pytest.mark.parametrize('width', [0, 2.5])
+def test_airbench_refuses_a_width_below_one_or_fractional(width):
+  with pytest.raises(ValueError, match=f'--width {width}: airbench needs a whole number'):
+    models.build_model('airbench', 32, 5, width=width)
+
+
+def _correlated_images(n=64, size=12):
+  """Images whose pixels and channels are strongly correlated: a smooth shared pattern plus a
+  little noise of each pixel, with variances far above the whitening's epsilon."""
+  rng = np.random.default_rng(1)
+  shared = rng.normal(size=(n, size, size, 1)).cumsum(axis=1).cumsum(axis=2) / size
+  return shared * [1.0, 0.8, -0.5] + 0.3 * rng.normal(size=(n, size, size, 3))
+
+
+def _covariance_of_responses(layer, images):
+  """Covariance of the layer's filter responses (bias left out) over every patch position."""
+  responses = keras.ops.convert_to_numpy(layer(images.astype('float32'))) - layer.bias.numpy()
+  return np.cov(responses.reshape(-1, responses.shape[-1]), rowvar=False)
+
+
+def test_patch_whitening_decorrelates_the_patches_it_was_adapted_on():
+  images = _correlated_images()
+  layer = models.PatchWhitening(2)
+  layer.adapt(images)
+  covariance = _covariance_of_responses(layer, images)
+  assert covariance.shape == (24, 24)
+  # The first 12 responses are uncorrelated with unit variance; the other 12 are their negatives.
+  np.testing.assert_allclose(covariance[:12, :12], np.eye(12), atol=0.01)
+  np.testing.assert_allclose(covariance[12:, :12], -np.eye(12), atol=0.01)
+  raw = np.corrcoef(np.lib.stride_tricks.sliding_window_view(images, (2, 2), axis=(1, 2)).reshape(
+      -1, 12), rowvar=False)
+  assert np.abs(raw - np.eye(12)).max() > 0.5  # the patches were far from white
+
+
+def test_adapt_whitens_the_airbench_input_and_survives_saving(tmp_path):
+  model = models.build_model('airbench', 12, 5, stored_image_size=12, width=4)
+  pixels = (_correlated_images() * 40 + 128).astype('float32')  # the model's input: [0, 255]
+  batches = iter([pixels[:32], pixels[32:]])
+  models.adapt(model, batches)
+  assert next(batches, None) is None  # every batch was read
+  whitening = model.get_layer('whitening')
+  normalized = pixels / 255  # what the layer sees after Normalize ('unit')
+  covariance = _covariance_of_responses(whitening, normalized)
+  # Uncorrelated; variances L / (L + epsilon) for the patch covariance's eigenvalues L (ascending,
+  # as the filters are), here 0.8-1: the small noise of these pixels is near epsilon (5e-4).
+  eigenvalues = np.linalg.eigvalsh(np.cov(np.lib.stride_tricks.sliding_window_view(
+      normalized, (2, 2), axis=(1, 2)).reshape(-1, 12), rowvar=False))
+  np.testing.assert_allclose(covariance[:12, :12], np.diag(eigenvalues / (eigenvalues + 5e-4)),
+                             atol=1e-3)
+  assert not whitening.trainable_weights[0].path.endswith('kernel')  # the filters stay frozen
+  path = str(tmp_path / 'airbench.keras')
+  model.save(path)
+  loaded = keras.models.load_model(path)
+  np.testing.assert_allclose(loaded.get_layer('whitening').kernel.numpy(), whitening.kernel.numpy())
+  np.testing.assert_allclose(loaded.predict(pixels[:4], verbose=0),
+                             model.predict(pixels[:4], verbose=0), rtol=1e-5, atol=1e-5)
+
+
+def test_adapt_leaves_models_without_data_dependent_layers_and_their_batches_alone():
+  def batches():
+    raise AssertionError('read')
+    yield  # pylint: disable=unreachable
+
+  model = models.build_model('resnet', 32, 5)
+  before = [w.numpy().copy() for w in model.weights]
+  models.adapt(model, batches())
+  assert all(np.array_equal(a, w.numpy()) for a, w in zip(before, model.weights))
+
+
 # What each preprocessing mode means (`models.Normalize`, every model's first layer, implements
 # these formulas).
 NORMALIZATIONS = {
@@ -178,7 +260,7 @@ def test_fine_tune_layers_trainable_counts():
 # was measured, so they keep the frozen backbone ('0') they had before; from-scratch models have
 # no backbone and train every layer.
 DEFAULT_FINE_TUNE_LAYERS = {
-    'simple_cnn': 'all', 'resnet': 'all', 'mobilenet': 'all', 'vgg16': '0',
+    'simple_cnn': 'all', 'resnet': 'all', 'airbench': 'all', 'mobilenet': 'all', 'vgg16': '0',
     'mobilenet_v2': '0', 'resnet50': '0', 'efficientnet_b0': '0', 'densenet121': '0'}
 
 

@@ -17,10 +17,10 @@ RESOLVED_LATER = {
     '--num-classes': '20 (CIFAR-100), all (folder)',
     '--image-size': "the model's",
     '--dropout': "the model's",
-    '--width': "the builder's: 32",
+    '--width': "the builder's: 32 for resnet, 48 for airbench",
     '--fine-tune-layers': "the model's: all for mobilenet, 0 for the other backbones",
-    '--optimizer': "the model's: sgd for resnet, adam for the others",
-    '--learning-rate': "the model's: 0.1 for resnet, 0.001 for the others",
+    '--optimizer': "the model's: sgd for resnet and airbench, adam for the others",
+    '--learning-rate': "the model's: 0.1 for resnet and airbench, 0.001 for the others",
     '--steps-per-epoch': 'one pass',
 }
 

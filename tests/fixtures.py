@@ -176,3 +176,24 @@ def write_transform_graph(path: str, stored_image_size: int = 32):
                         custom_config={constants.STORED_IMAGE_SIZE: stored_image_size}),
       False, spec, type_specs, path)
   return tft.TFTransformOutput(path)
+
+
+def correlated_images(n: int = 64, size: int = 12, seed: int = 1) -> np.ndarray:
+  """float64 images [n, size, size, 3] whose pixels and channels are strongly correlated: a
+  smooth shared pattern plus a little noise of each pixel (for the whitening layer's tests)."""
+  rng = np.random.default_rng(seed)
+  shared = rng.normal(size=(n, size, size, 1)).cumsum(axis=1).cumsum(axis=2) / size
+  return shared * [1.0, 0.8, -0.5] + 0.3 * rng.normal(size=(n, size, size, 3))
+
+
+def patches_2x2(images: np.ndarray) -> np.ndarray:
+  """Every 2x2 patch of images [N, H, W, C], one per row in (row, column, channel) order."""
+  windows = np.lib.stride_tricks.sliding_window_view(images, (2, 2), axis=(1, 2))
+  return windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, 4 * images.shape[-1])
+
+
+def whitened_variances(images: np.ndarray, epsilon: float = 5e-4) -> np.ndarray:
+  """What a whitening of the images' 2x2 patches leaves as variances, from numpy's eigenvalues L
+  of their covariance (ascending): L / (L + epsilon)."""
+  eigenvalues = np.linalg.eigvalsh(np.cov(patches_2x2(images), rowvar=False))
+  return eigenvalues / (eigenvalues + epsilon)

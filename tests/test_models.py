@@ -11,6 +11,7 @@ from keras.src.utils import file_utils
 
 from modules import models
 from base import constants
+from tests import fixtures
 
 # Official ImageNet weights of MobileNet(alpha=0.25, include_top=False), see its README.md.
 MOBILENET_025_WEIGHTS = '/work/shared/weights/mobilenet_2_5_224_tf_no_top.h5'
@@ -95,14 +96,6 @@ def test_airbench_refuses_a_width_below_one_or_fractional(width):
     models.build_model('airbench', 32, 5, width=width)
 
 
-def _correlated_images(n=64, size=12):
-  """Images whose pixels and channels are strongly correlated: a smooth shared pattern plus a
-  little noise of each pixel, with variances far above the whitening's epsilon."""
-  rng = np.random.default_rng(1)
-  shared = rng.normal(size=(n, size, size, 1)).cumsum(axis=1).cumsum(axis=2) / size
-  return shared * [1.0, 0.8, -0.5] + 0.3 * rng.normal(size=(n, size, size, 3))
-
-
 def _covariance_of_responses(layer, images):
   """Covariance of the layer's filter responses (bias left out) over every patch position."""
   responses = keras.ops.convert_to_numpy(layer(images.astype('float32'))) - layer.bias.numpy()
@@ -110,7 +103,7 @@ def _covariance_of_responses(layer, images):
 
 
 def test_patch_whitening_decorrelates_the_patches_it_was_adapted_on():
-  images = _correlated_images()
+  images = fixtures.correlated_images()
   layer = models.PatchWhitening(2)
   layer.adapt(images)
   covariance = _covariance_of_responses(layer, images)
@@ -118,14 +111,13 @@ def test_patch_whitening_decorrelates_the_patches_it_was_adapted_on():
   # The first 12 responses are uncorrelated with unit variance; the other 12 are their negatives.
   np.testing.assert_allclose(covariance[:12, :12], np.eye(12), atol=0.01)
   np.testing.assert_allclose(covariance[12:, :12], -np.eye(12), atol=0.01)
-  raw = np.corrcoef(np.lib.stride_tricks.sliding_window_view(images, (2, 2), axis=(1, 2)).reshape(
-      -1, 12), rowvar=False)
+  raw = np.corrcoef(fixtures.patches_2x2(images), rowvar=False)
   assert np.abs(raw - np.eye(12)).max() > 0.5  # the patches were far from white
 
 
 def test_adapt_whitens_the_airbench_input_and_survives_saving(tmp_path):
   model = models.build_model('airbench', 12, 5, stored_image_size=12, width=4)
-  pixels = (_correlated_images() * 40 + 128).astype('float32')  # the model's input: [0, 255]
+  pixels = (fixtures.correlated_images() * 40 + 128).astype('float32')  # [0, 255], as served
   batches = iter([pixels[:32], pixels[32:]])
   models.adapt(model, batches)
   assert next(batches, None) is None  # every batch was read
@@ -134,9 +126,7 @@ def test_adapt_whitens_the_airbench_input_and_survives_saving(tmp_path):
   covariance = _covariance_of_responses(whitening, normalized)
   # Uncorrelated; variances L / (L + epsilon) for the patch covariance's eigenvalues L (ascending,
   # as the filters are), here 0.8-1: the small noise of these pixels is near epsilon (5e-4).
-  eigenvalues = np.linalg.eigvalsh(np.cov(np.lib.stride_tricks.sliding_window_view(
-      normalized, (2, 2), axis=(1, 2)).reshape(-1, 12), rowvar=False))
-  np.testing.assert_allclose(covariance[:12, :12], np.diag(eigenvalues / (eigenvalues + 5e-4)),
+  np.testing.assert_allclose(covariance[:12, :12], np.diag(fixtures.whitened_variances(normalized)),
                              atol=1e-3)
   assert [w.name for w in whitening.trainable_weights] == ['bias']  # the filters stay frozen
   path = str(tmp_path / 'airbench.keras')

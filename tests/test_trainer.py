@@ -9,6 +9,7 @@ import tensorflow as tf
 from modules import models, trainer, training
 from base.configs import TrainingConfig
 from base.errors import UserError
+from tests import fixtures
 
 
 def _data(n=64, classes=5, size=32):
@@ -115,21 +116,16 @@ def test_training_whitens_airbench_on_the_first_training_images(monkeypatch):
   """`train` sets airbench's whitening from the first ADAPT_IMAGES training images before the first
   step; the filters then stay frozen while the rest of the network trains."""
   monkeypatch.setattr(trainer, 'ADAPT_IMAGES', 32)
-  rng = np.random.default_rng(0)
-  shared = rng.normal(size=(64, 12, 12, 1)).cumsum(axis=1).cumsum(axis=2) / 12
-  pixels = (128 + 40 * (shared * [1.0, 0.8, -0.5] + 0.3 * rng.normal(size=(64, 12, 12, 3))))
-  pixels = pixels.astype(np.float32)
-  labels = rng.integers(0, 5, 64)
+  pixels = (128 + 40 * fixtures.correlated_images(seed=0)).astype(np.float32)
+  labels = np.random.default_rng(0).integers(0, 5, 64)
   train = tf.data.Dataset.from_tensor_slices((pixels, labels)).batch(16)
   config = TrainingConfig(model='airbench', width=4, image_size=12, epochs=1, batch_size=16)
   model = trainer.build(config, 5, 12)
   whitening = model.get_layer('whitening')
   trainer.train(config, model, train.repeat(), train, steps_per_epoch=2, validation_steps=4)
-  patches = np.lib.stride_tricks.sliding_window_view(pixels[:32] / 255, (2, 2), axis=(1, 2))
-  patches = patches.transpose(0, 1, 2, 4, 5, 3).reshape(-1, 12)  # the kernel's row order
-  responses = patches @ whitening.kernel.numpy().reshape(12, 24)
+  first = pixels[:32] / 255  # the ADAPT_IMAGES first images, as the layer sees them
+  responses = fixtures.patches_2x2(first) @ whitening.kernel.numpy().reshape(12, 24)
   # Uncorrelated, of variances L / (L + epsilon) for the patches' covariance eigenvalues L.
-  eigenvalues = np.linalg.eigvalsh(np.cov(patches, rowvar=False))
   np.testing.assert_allclose(np.cov(responses, rowvar=False)[:12, :12],
-                             np.diag(eigenvalues / (eigenvalues + 5e-4)), atol=1e-3)
+                             np.diag(fixtures.whitened_variances(first)), atol=1e-3)
   assert [w.name for w in whitening.trainable_weights] == ['bias']

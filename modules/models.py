@@ -88,16 +88,16 @@ def _backbone(application, x, weights, **kwargs):
   return base(x, training=False)
 
 
-def _conv_bn_relu(x, filters, pool=False):
+def _conv_bn_act(x, filters, pool=False, activation='relu'):
   x = keras.layers.Conv2D(filters, 3, padding='same', use_bias=False)(x)
   if pool:
-    # Pool before BatchNorm and ReLU, as airbench does: a quarter of their work.
+    # Pool before BatchNorm and the activation, as airbench does: a quarter of their work.
     x = keras.layers.MaxPooling2D(2)(x)
   # Keras' default momentum 0.99 averages the statistics over ~100 steps; in short CPU runs the
   # eval-mode statistics then lag the weights (measured: chance accuracy after a first epoch
   # that reached 40% in training mode). 0.9 is PyTorch's default, which ResNet-9 and airbench use.
   x = keras.layers.BatchNormalization(momentum=0.9)(x)
-  return keras.layers.ReLU()(x)
+  return keras.layers.Activation(activation)(x)
 
 
 def simple_cnn(input_shape, num_classes, *, image_size=None, preprocessing=UNIT):
@@ -149,11 +149,11 @@ def resnet(input_shape, num_classes, width=32, dropout=0.2, *, image_size=None,
   if isinstance(width, bool) or not isinstance(width, int) or width < 2:
     raise ValueError(f'--width {width}: the resnet needs a whole number of 2 or more channels')
   inputs, x = _image_input(input_shape, image_size, preprocessing)
-  x = _conv_bn_relu(x, width // 2)
+  x = _conv_bn_act(x, width // 2)
   for filters in (width, 2 * width, 4 * width):
-    x = _conv_bn_relu(x, filters, pool=True)
-    y = _conv_bn_relu(x, filters)
-    y = _conv_bn_relu(y, filters)
+    x = _conv_bn_act(x, filters, pool=True)
+    y = _conv_bn_act(x, filters)
+    y = _conv_bn_act(y, filters)
     x = keras.layers.Add()([x, y])
   return keras.Model(inputs, _max_pooled_head(x, num_classes, dropout), name='resnet')
 
@@ -217,6 +217,14 @@ class PatchWhitening(keras.layers.Layer):
     return {**super().get_config(), 'patch_size': self.patch_size, 'epsilon': self.epsilon}
 
 
+@keras.saving.register_keras_serializable(package='cifar100_tfx')
+def gelu_tanh(x):
+  """GELU in its tanh approximation, airbench's activation. On a 2-core CPU in bfloat16 an airbench
+  step costs 15-40% more with it than with ReLU, more still with the exact (erf) GELU
+  (docs/results.md)."""
+  return keras.activations.gelu(x, approximate=True)
+
+
 def adapt(model: keras.Model, batches: Iterable) -> None:
   """Sets a model's data-dependent layers (`PatchWhitening`) from batches of its input images;
   models without such layers are left as they are, and the batches unread."""
@@ -233,11 +241,12 @@ def airbench(input_shape, num_classes, width=48, dropout=0.2, *, image_size=None
   """A wide, shallow network after airbench94 (Jordan, 2024, "94% on CIFAR-10 in 3.29 seconds").
 
   A frozen whitening of 2x2 patches (`PatchWhitening`: 24 channels, set from the training images
-  by `adapt`), ReLU, then three stages of w, 4w and 4w channels at 31, 15 and 7 px, each a
-  conv-maxpool-BN-ReLU and a conv-BN-ReLU. Global max pooling, dropout, and the resnet's head on
-  features scaled by 1/8. Unlike airbench94 it keeps ReLU, the resnet's BatchNorm and the
-  project's optimizer and schedule. At w=48: 69M multiply-adds per 32x32 image, 2.4x the
-  resnet's default, for a step 1.8x as long on a 2-core CPU without AMX (docs/results.md).
+  by `adapt`), GELU, then three stages of w, 4w and 4w channels at 31, 15 and 7 px, each a
+  conv-maxpool-BN-GELU and a conv-BN-GELU. Global max pooling, dropout, and the resnet's head on
+  features scaled by 1/8. Like airbench94 it uses GELU (`gelu_tanh`, which bought 0.4-0.8 points at
+  equal epochs over ReLU); unlike it, it keeps the resnet's BatchNorm and the project's optimizer
+  and schedule. At w=48: 69M multiply-adds per 32x32 image, 2.4x the resnet's default, for a step
+  about 2.4x as long on a 2-core CPU without AMX (1.8x with ReLU; docs/results.md).
 
   The arguments are `resnet`'s. Returns an uncompiled keras.Model; call `adapt` on it with
   training images before training (`trainer.train` does).
@@ -246,10 +255,10 @@ def airbench(input_shape, num_classes, width=48, dropout=0.2, *, image_size=None
     raise ValueError(f'--width {width}: airbench needs a whole number of 1 or more channels')
   inputs, x = _image_input(input_shape, image_size, preprocessing)
   x = PatchWhitening(2, name='whitening')(x)
-  x = keras.layers.ReLU()(x)
+  x = keras.layers.Activation(gelu_tanh)(x)
   for filters in (width, 4 * width, 4 * width):
-    x = _conv_bn_relu(x, filters, pool=True)
-    x = _conv_bn_relu(x, filters)
+    x = _conv_bn_act(x, filters, pool=True, activation=gelu_tanh)
+    x = _conv_bn_act(x, filters, activation=gelu_tanh)
   return keras.Model(inputs, _max_pooled_head(x, num_classes, dropout), name='airbench')
 
 

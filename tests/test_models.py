@@ -96,6 +96,20 @@ def test_airbench_refuses_a_width_below_one_or_fractional(width):
     models.build_model('airbench', 32, 5, width=width)
 
 
+def test_gelu_tanh_is_the_tanh_approximation_and_airbench_activates_with_it():
+  x = np.linspace(-6, 6, 241).astype('float32')
+  # Hendrycks and Gimpel (2016): 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))).
+  expected = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+  np.testing.assert_allclose(keras.ops.convert_to_numpy(models.gelu_tanh(x)), expected,
+                             rtol=1e-5, atol=1e-6)
+  model = models.build_model('airbench', 32, 5, width=8)
+  activations = [l.activation for l in model.layers if isinstance(l, keras.layers.Activation)]
+  assert activations == [models.gelu_tanh] * 7  # after the whitening and each convolution's BN
+  resnet = models.build_model('resnet', 32, 5, width=8)
+  assert {l.get_config()['activation'] for l in resnet.layers
+          if isinstance(l, keras.layers.Activation)} == {'relu'}
+
+
 def _covariance_of_responses(layer, images):
   """Covariance of the layer's filter responses (bias left out) over every patch position."""
   responses = keras.ops.convert_to_numpy(layer(images.astype('float32'))) - layer.bias.numpy()

@@ -7,6 +7,7 @@ per step (3x the forward pass, counted from the layers) / step time, against the
 throughput measured here in the same precision.
 
     python benchmarks/step_time.py [--models simple_cnn vgg16] [--precisions float32 mixed_bfloat16]
+                                   [--steps N]
 
 Precisions default to what the device supports: float32, mixed_bfloat16 on CPUs with AVX512-BF16
 or AMX (and TPUs), mixed_float16 on GPUs. Add --jit to time XLA too.
@@ -97,11 +98,13 @@ def main() -> None:
   parser.add_argument('--models', nargs='+', default=['simple_cnn', 'vgg16'])
   parser.add_argument('--precisions', nargs='+', default=None)
   parser.add_argument('--jit', action='store_true', help='also time XLA (slow on CPUs)')
+  parser.add_argument('--steps', type=int, default=None,
+                      help='steps per epoch (default: 60 for simple_cnn, 12 for the others)')
   args = parser.parse_args()
   precisions = args.precisions or supported_precisions()
   rows = []
   for name in args.models:
-    steps = 60 if name == 'simple_cnn' else 12
+    steps = args.steps or (60 if name == 'simple_cnn' else 12)
     for precision in precisions:
       for jit in ([False, True] if args.jit else [False]):
         out = subprocess.run(

@@ -21,6 +21,7 @@ from typing import Callable, Dict, FrozenSet, Iterable, Optional, Tuple, Union
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from base import constants
 from modules import transform
@@ -88,6 +89,58 @@ def _backbone(application, x, weights, **kwargs):
   return base(x, training=False)
 
 
+@keras.saving.register_keras_serializable(package='cifar100_tfx')
+class FusedBatchNorm(keras.layers.Layer):
+  """`keras.layers.BatchNormalization` over the channels of [N, H, W, C] maps, run as TensorFlow's
+  fused kernel (FusedBatchNormV3, oneDNN's on x86 CPUs).
+
+  Keras 3 builds BatchNorm from separate ops (casts, moments, normalization), each a pass over the
+  activation maps in training and again in the gradient; the fused kernel makes one pass each way.
+  The math, weights and moving statistics are Keras' (`momentum`, `epsilon`, gamma, beta, and a
+  moving variance of the biased batch variance), so results match the Keras layer to rounding;
+  steps of the resnet and airbench are shorter with it on a 2-core CPU (docs/benchmarks.md).
+  TensorFlow only, as the project is.
+  """
+
+  def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3, **kwargs):
+    super().__init__(**kwargs)
+    self.momentum = float(momentum)
+    self.epsilon = float(epsilon)
+
+  def build(self, input_shape):
+    # float32 under a mixed policy, as Keras' layer keeps them: the fused kernel wants them so.
+    def weight(name, initializer, trainable=True):
+      return self.add_weight(name=name, shape=(int(input_shape[-1]),), initializer=initializer,
+                             trainable=trainable, autocast=False)
+    self.gamma = weight('gamma', 'ones')
+    self.beta = weight('beta', 'zeros')
+    self.moving_mean = weight('moving_mean', 'zeros', trainable=False)
+    self.moving_variance = weight('moving_variance', 'ones', trainable=False)
+
+  def call(self, x, training=None):
+    if not (training and self.trainable):
+      return tf.raw_ops.FusedBatchNormV3(
+          x=x, scale=self.gamma.value, offset=self.beta.value, mean=self.moving_mean.value,
+          variance=self.moving_variance.value, epsilon=self.epsilon, is_training=False)[0]
+    empty = tf.zeros([0], tf.float32)
+    y, mean, variance = tf.raw_ops.FusedBatchNormV3(
+        x=x, scale=self.gamma.value, offset=self.beta.value, mean=empty, variance=empty,
+        epsilon=self.epsilon, is_training=True)[:3]
+    # The kernel's batch variance has Bessel's correction; Keras' moving variance does not.
+    count = tf.cast(tf.size(x, out_type=tf.int64) // tf.shape(x, out_type=tf.int64)[-1], tf.float32)
+    variance *= (count - 1) / count
+    self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1 - self.momentum))
+    self.moving_variance.assign(
+        self.moving_variance * self.momentum + variance * (1 - self.momentum))
+    return y
+
+  def compute_output_shape(self, input_shape):
+    return input_shape
+
+  def get_config(self):
+    return {**super().get_config(), 'momentum': self.momentum, 'epsilon': self.epsilon}
+
+
 def _conv_bn_act(x, filters, pool=False, activation='relu'):
   x = keras.layers.Conv2D(filters, 3, padding='same', use_bias=False)(x)
   if pool:
@@ -96,7 +149,7 @@ def _conv_bn_act(x, filters, pool=False, activation='relu'):
   # Keras' default momentum 0.99 averages the statistics over ~100 steps; in short CPU runs the
   # eval-mode statistics then lag the weights (measured: chance accuracy after a first epoch
   # that reached 40% in training mode). 0.9 is PyTorch's default, which ResNet-9 and airbench use.
-  x = keras.layers.BatchNormalization(momentum=0.9)(x)
+  x = FusedBatchNorm(momentum=0.9)(x)
   return keras.layers.Activation(activation)(x)
 
 

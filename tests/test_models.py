@@ -7,6 +7,7 @@ import os
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from keras.src.utils import file_utils
 
 from modules import models
@@ -127,6 +128,65 @@ def test_patch_whitening_decorrelates_the_patches_it_was_adapted_on():
   np.testing.assert_allclose(covariance[12:, :12], -np.eye(12), atol=0.01)
   raw = np.corrcoef(fixtures.patches_2x2(images), rowvar=False)
   assert np.abs(raw - np.eye(12)).max() > 0.5  # the patches were far from white
+
+
+def _batchnorm_and_keras_reference(momentum=0.9):
+  """`models.FusedBatchNorm` and Keras' own BatchNormalization with the same weights, none of them
+  at its initial value, for maps [N, 5, 6, 3]."""
+  rng = np.random.default_rng(1)
+  values = [rng.uniform(0.5, 2, 3), rng.normal(size=3), rng.normal(size=3), rng.uniform(0.5, 2, 3)]
+  layers = (models.FusedBatchNorm(momentum=momentum),
+            keras.layers.BatchNormalization(momentum=momentum))
+  for layer in layers:
+    layer.build((None, 5, 6, 3))
+    for variable, value in zip(
+        (layer.gamma, layer.beta, layer.moving_mean, layer.moving_variance), values):
+      variable.assign(value.astype('float32'))
+  return layers
+
+
+def _maps(batch=4):
+  return np.random.default_rng(2).normal(3, 2, (batch, 5, 6, 3)).astype('float32')
+
+
+def test_fused_batchnorm_trains_as_keras_batchnormalization_does():
+  fused, reference = _batchnorm_and_keras_reference()
+  for step in range(2):  # the moving statistics follow Keras' over updates
+    x = tf.constant(_maps() + step)
+    results = []
+    for layer in (fused, reference):
+      with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=True)
+        loss = tf.reduce_sum(y * tf.range(1, 4, dtype=tf.float32) * x)
+      results.append((y, *tape.gradient(loss, [x, layer.gamma.value, layer.beta.value])))
+    for mine, keras_value in zip(*results):
+      np.testing.assert_allclose(mine, keras_value, rtol=1e-4, atol=1e-4)
+    for name in ('moving_mean', 'moving_variance'):
+      np.testing.assert_allclose(getattr(fused, name).numpy(), getattr(reference, name).numpy(),
+                                 rtol=1e-5)
+  assert [w.name for w in fused.trainable_weights] == ['gamma', 'beta']
+
+
+def test_fused_batchnorm_infers_and_freezes_as_keras_batchnormalization_does():
+  fused, reference = _batchnorm_and_keras_reference()
+  x = _maps()
+  np.testing.assert_allclose(fused(x), reference(x), rtol=1e-5, atol=1e-5)  # moving statistics
+  before = fused.moving_mean.numpy().copy()
+  fused.trainable = reference.trainable = False  # frozen: inference mode even when training
+  np.testing.assert_allclose(fused(x, training=True), reference(x, training=True), rtol=1e-5,
+                             atol=1e-5)
+  np.testing.assert_array_equal(fused.moving_mean.numpy(), before)
+
+
+def test_fused_batchnorm_computes_in_bfloat16_and_keeps_float32_weights(mixed_bfloat16):
+  fused, reference = _batchnorm_and_keras_reference()
+  x = _maps()
+  y = fused(x, training=True)
+  assert y.dtype == tf.bfloat16
+  assert {w.dtype for w in fused.weights} == {'float32'}
+  expected = reference(x, training=True)
+  np.testing.assert_allclose(tf.cast(y, tf.float32), tf.cast(expected, tf.float32), atol=0.05)
 
 
 def test_adapt_whitens_the_airbench_input_and_survives_saving(tmp_path):
@@ -295,7 +355,7 @@ def test_from_scratch_batchnorm_trains():
   models.set_fine_tune_layers(model, 'all')
   assert models.count_params(model)[0] == model.count_params() - sum(
       2 * layer.gamma.shape[0] for layer in model.layers
-      if isinstance(layer, keras.layers.BatchNormalization))  # only moving statistics are fixed
+      if isinstance(layer, models.FusedBatchNorm))  # only moving statistics are fixed
 
 
 def test_fine_tune_layers_too_deep():

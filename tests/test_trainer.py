@@ -31,9 +31,10 @@ def _restore_policy():
                                            ('float32', True)])
 def test_gpu_timing_paths_run_on_cpu(precision, jit):
   """--precision mixed_float16 / mixed_bfloat16 and --jit (XLA) are for GPUs; they must still
-  train correctly on a CPU (tests/conftest.py hides any GPU from the test session)."""
+  train correctly on a CPU (tests/conftest.py hides any GPU from the test session). A narrow
+  resnet, so that its fused BatchNorm kernel goes through each path too."""
   assert not tf.config.list_physical_devices('GPU')
-  config = TrainingConfig(model='simple_cnn', epochs=1, batch_size=16, precision=precision,
+  config = TrainingConfig(model='resnet', width=4, epochs=1, batch_size=16, precision=precision,
                           jit=jit)
   training.set_precision(precision)
   model = trainer.build(config, 5, 32)

@@ -127,11 +127,10 @@ class FusedBatchNorm(keras.layers.Layer):
         x=x, scale=self.gamma.value, offset=self.beta.value, mean=empty, variance=empty,
         epsilon=self.epsilon, is_training=True)[:3]
     # The kernel's batch variance has Bessel's correction; Keras' moving variance does not.
-    count = tf.cast(tf.size(x, out_type=tf.int64) // tf.shape(x, out_type=tf.int64)[-1], tf.float32)
+    count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
     variance *= (count - 1) / count
-    self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1 - self.momentum))
-    self.moving_variance.assign(
-        self.moving_variance * self.momentum + variance * (1 - self.momentum))
+    for moving, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):
+      moving.assign(moving * self.momentum + batch * (1 - self.momentum))
     return y
 
   def compute_output_shape(self, input_shape):

@@ -140,7 +140,12 @@ class FusedBatchNorm(keras.layers.Layer):
     return {**super().get_config(), 'momentum': self.momentum, 'epsilon': self.epsilon}
 
 
-def _conv_bn_act(x, filters, pool=False, activation='relu'):
+def _relu():
+  return keras.layers.Activation('relu')
+
+
+def _conv_bn_act(x, filters, pool=False, activation=_relu):
+  """Conv-(maxpool)-BN-activation; `activation` makes the activation layer."""
   x = keras.layers.Conv2D(filters, 3, padding='same', use_bias=False)(x)
   if pool:
     # Pool before BatchNorm and the activation, as airbench does: a quarter of their work.
@@ -149,7 +154,7 @@ def _conv_bn_act(x, filters, pool=False, activation='relu'):
   # eval-mode statistics then lag the weights (measured: chance accuracy after a first epoch
   # that reached 40% in training mode). 0.9 is PyTorch's default, which ResNet-9 and airbench use.
   x = FusedBatchNorm(momentum=0.9)(x)
-  return keras.layers.Activation(activation)(x)
+  return activation()(x)
 
 
 def simple_cnn(input_shape, num_classes, *, image_size=None, preprocessing=UNIT):
@@ -271,10 +276,50 @@ class PatchWhitening(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package='cifar100_tfx')
 def gelu_tanh(x):
-  """GELU in its tanh approximation, airbench's activation. On a 2-core CPU in bfloat16 an airbench
-  step costs 15-40% more with it than with ReLU, more still with the exact (erf) GELU
-  (docs/results.md)."""
+  """GELU in its tanh approximation, airbench's activation, as separate ops (`GeluTanh` runs it in
+  inference; it trains with a compiled kernel)."""
   return keras.activations.gelu(x, approximate=True)
+
+
+_GELU_C = math.sqrt(2 / math.pi)
+
+
+@tf.function(jit_compile=True)
+def _gelu_tanh_kernel(x):
+  v = tf.cast(x, tf.float32)
+  return tf.cast(0.5 * v * (1 + tf.tanh(_GELU_C * (v + 0.044715 * v**3))), x.dtype)
+
+
+@tf.function(jit_compile=True)
+def _gelu_tanh_gradient_kernel(x, dy):
+  v = tf.cast(x, tf.float32)
+  t = tf.tanh(_GELU_C * (v + 0.044715 * v**3))
+  slope = 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * _GELU_C * (1 + 3 * 0.044715 * v * v)
+  return tf.cast(tf.cast(dy, tf.float32) * slope, dy.dtype)
+
+
+@tf.custom_gradient
+def _compiled_gelu_tanh(x):
+  return _gelu_tanh_kernel(x), lambda dy: _gelu_tanh_gradient_kernel(x, dy)
+
+
+@keras.saving.register_keras_serializable(package='cifar100_tfx')
+class GeluTanh(keras.layers.Layer):
+  """`gelu_tanh` as a layer that trains with one compiled (XLA) kernel each way.
+
+  As separate ops GELU's tanh approximation is about ten passes over the activation maps in
+  training and more in the gradient: on a 2-core CPU in bfloat16 an airbench step took 1.16x as
+  long as with ReLU, against 1.03x with the two compiled kernels (docs/benchmarks.md). Only
+  training compiles: inference, hence the exported model and every serving signature, runs
+  `gelu_tanh`'s plain ops, which any TensorFlow runtime serves (TF Serving's CPU XLA is off by
+  default). The kernels compute in float32 under a mixed policy and return the input's dtype.
+  """
+
+  def call(self, x, training=None):
+    return _compiled_gelu_tanh(x) if training else gelu_tanh(x)
+
+  def compute_output_shape(self, input_shape):
+    return input_shape
 
 
 def adapt(model: keras.Model, batches: Iterable) -> None:
@@ -295,10 +340,10 @@ def airbench(input_shape, num_classes, width=48, dropout=0.2, *, image_size=None
   A frozen whitening of 2x2 patches (`PatchWhitening`: 24 channels, set from the training images
   by `adapt`), GELU, then three stages of w, 4w and 4w channels at 31, 15 and 7 px, each a
   conv-maxpool-BN-GELU and a conv-BN-GELU. Global max pooling, dropout, and the resnet's head on
-  features scaled by 1/8. Like airbench94 it uses GELU (`gelu_tanh`, which bought 0.4-0.8 points at
+  features scaled by 1/8. Like airbench94 it uses GELU (`GeluTanh`, which bought 0.4-0.8 points at
   equal epochs over ReLU); unlike it, it keeps the resnet's BatchNorm and the project's optimizer
   and schedule. At w=48: 69M multiply-adds per 32x32 image, 2.4x the resnet's default, for a step
-  about 2.4x as long on a 2-core CPU without AMX (1.8x with ReLU; docs/results.md).
+  about 2.2x as long on a 2-core CPU without AMX in bfloat16 (docs/benchmarks.md).
 
   The arguments are `resnet`'s. Returns an uncompiled keras.Model; call `adapt` on it with
   training images before training (`trainer.train` does).
@@ -307,10 +352,10 @@ def airbench(input_shape, num_classes, width=48, dropout=0.2, *, image_size=None
     raise ValueError(f'--width {width}: airbench needs a whole number of 1 or more channels')
   inputs, x = _image_input(input_shape, image_size, preprocessing)
   x = PatchWhitening(2, name='whitening')(x)
-  x = keras.layers.Activation(gelu_tanh)(x)
+  x = GeluTanh()(x)
   for filters in (width, 4 * width, 4 * width):
-    x = _conv_bn_act(x, filters, pool=True, activation=gelu_tanh)
-    x = _conv_bn_act(x, filters, activation=gelu_tanh)
+    x = _conv_bn_act(x, filters, pool=True, activation=GeluTanh)
+    x = _conv_bn_act(x, filters, activation=GeluTanh)
   return keras.Model(inputs, _max_pooled_head(x, num_classes, dropout), name='airbench')
 
 

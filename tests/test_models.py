@@ -104,11 +104,51 @@ def test_gelu_tanh_is_the_tanh_approximation_and_airbench_activates_with_it():
   np.testing.assert_allclose(keras.ops.convert_to_numpy(models.gelu_tanh(x)), expected,
                              rtol=1e-5, atol=1e-6)
   model = models.build_model('airbench', 32, 5, width=8)
-  activations = [l.activation for l in model.layers if isinstance(l, keras.layers.Activation)]
-  assert activations == [models.gelu_tanh] * 7  # after the whitening and each convolution's BN
+  # After the whitening and each convolution's BN; no other activation layers.
+  assert sum(isinstance(l, models.GeluTanh) for l in model.layers) == 7
+  assert not any(isinstance(l, keras.layers.Activation) for l in model.layers)
   resnet = models.build_model('resnet', 32, 5, width=8)
   assert {l.get_config()['activation'] for l in resnet.layers
           if isinstance(l, keras.layers.Activation)} == {'relu'}
+
+
+def _ops_compiled(layer, training):
+  """Whether the layer's graph, traced with `training`, holds a call that XLA must compile."""
+  graph = tf.function(lambda x: layer(x, training=training)).get_concrete_function(
+      tf.TensorSpec([None, 8], tf.float32)).graph
+  return any('_XlaMustCompile' in op.node_def.attr for op in graph.get_operations())
+
+
+@pytest.mark.parametrize('dtype,tolerance', [('float32', 1e-5), ('bfloat16', 1 / 128),
+                                             ('float16', 1 / 1024)])
+def test_gelu_tanh_layer_trains_compiled_with_the_plain_ops_values_and_gradients(dtype, tolerance):
+  """In training `GeluTanh` runs compiled kernels with a hand-written gradient; the values and
+  the input gradient must be those of `gelu_tanh`'s plain ops differentiated by TensorFlow in
+  float64 on the same inputs, to the rounding of the dtype (bfloat16 keeps 8 bits, float16 11; in
+  float32 1 + tanh cancels in the tails, as in the plain ops)."""
+  x = tf.constant(np.linspace(-6, 6, 4 * 241).reshape(4, 241), dtype)
+  upstream = tf.constant(np.random.default_rng(0).normal(size=(4, 241)), dtype)
+  layer = models.GeluTanh(dtype=dtype)  # in and out as under mixed_bfloat16 / mixed_float16
+  results = []
+  for fn, v in ((lambda v: layer(v, training=True), x), (models.gelu_tanh, tf.cast(x, 'float64'))):
+    with tf.GradientTape() as tape:
+      tape.watch(v)
+      y = fn(v)
+    results.append((y, tape.gradient(y, v, output_gradients=tf.cast(upstream, v.dtype))))
+  (y, dx), (y_expected, dx_expected) = results
+  assert y.dtype == dx.dtype == x.dtype
+  for got, want in ((y, y_expected), (dx, dx_expected)):
+    np.testing.assert_allclose(tf.cast(got, tf.float64).numpy(), want.numpy(), rtol=tolerance,
+                               atol=tolerance)
+
+
+def test_gelu_tanh_layer_compiles_only_in_training():
+  """Inference, hence the exported model, must run plain ops any TensorFlow runtime serves."""
+  layer = models.GeluTanh()
+  assert _ops_compiled(layer, training=True)
+  assert not _ops_compiled(layer, training=False)
+  x = np.linspace(-6, 6, 16).reshape(2, 8).astype('float32')
+  np.testing.assert_array_equal(layer(x, training=False).numpy(), models.gelu_tanh(x).numpy())
 
 
 def _covariance_of_responses(layer, images):

@@ -309,7 +309,7 @@ class GeluTanh(keras.layers.Layer):
 
   As separate ops GELU's tanh approximation is about ten passes over the activation maps in
   training and more in the gradient: on a 2-core CPU in bfloat16 an airbench step took 1.16x as
-  long as with ReLU, against 1.03x with the two compiled kernels (docs/benchmarks.md). Only
+  long as with ReLU, against 1.04x with the two compiled kernels (docs/benchmarks.md). Only
   training compiles: inference, hence the exported model and every serving signature, runs
   `gelu_tanh`'s plain ops, which any TensorFlow runtime serves (TF Serving's CPU XLA is off by
   default). The kernels compute in float32 under a mixed policy and return the input's dtype.

@@ -58,7 +58,8 @@ class TrainingConfig:
   # `epochs`. 15 minutes keep a first run on a 2-core AVX2 CPU under 30 minutes (docs/results.md).
   time_budget: Optional[float] = 15.0
   batch_size: int = 128  # examples per step
-  # adam | adamw | sgd (nesterov momentum) | rmsprop; None: the model's (sgd for resnet, else adam)
+  # adam | adamw | sgd (nesterov momentum) | rmsprop | muon; None: the model's (muon for resnet and
+  # airbench, else adam)
   optimizer: Optional[str] = None
   learning_rate: Optional[float] = None  # peak (after warmup); None: the model's (0.1 / 1e-3)
   momentum: float = 0.9  # sgd

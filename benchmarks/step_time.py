@@ -1,18 +1,19 @@
 """The course's timing table on this device: simple_cnn and vgg16 ms/step at batch 128, 100 classes.
 
 Each (model, precision) runs in a fresh process (timings of several models in one process drift)
-on in-memory random data with Adam; steady-state ms/step excludes the first epoch (tracing). For
-vgg16 it also reports how close training comes to this device's arithmetic limit: training FLOPs
-per step (3x the forward pass, counted from the layers) / step time, against the best matmul
-throughput measured here in the same precision.
+on in-memory random data with Adam (or `--optimizers`); steady-state ms/step excludes the first
+epoch (tracing). For vgg16 it also reports how close training comes to this device's arithmetic
+limit: training FLOPs per step (3x the forward pass, counted from the layers) / step time, against
+the best matmul throughput measured here in the same precision.
 
     python benchmarks/step_time.py [--models simple_cnn vgg16] [--precisions float32 mixed_bfloat16]
-                                   [--steps N]
+                                   [--optimizers adam muon] [--steps N]
 
 Precisions default to what the device supports: float32, mixed_bfloat16 on CPUs with AVX512-BF16
 or AMX (and TPUs), mixed_float16 on GPUs. Add --jit to time XLA too.
 """
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -69,7 +70,7 @@ def matmul_peak_gflops(precision: str) -> float:
   return 2 * n ** 3 / best / 1e9
 
 
-def child(model_name: str, precision: str, steps: int, jit: bool) -> None:
+def child(model_name: str, precision: str, steps: int, jit: bool, optimizer: str) -> None:
   import keras  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -77,7 +78,7 @@ def child(model_name: str, precision: str, steps: int, jit: bool) -> None:
   training.set_precision(precision)
   keras.utils.set_random_seed(0)
   model = models.build_model(model_name, 32, CLASSES)
-  model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=training.make_loss(0.0),
+  model.compile(optimizer=training.make_optimizer(optimizer, 1e-4), loss=training.make_loss(0.0),
                 metrics=training.make_metrics(), jit_compile=jit)
   rng = np.random.default_rng(0)
   images = rng.random((BATCH * 4, 32, 32, 3), dtype=np.float32)
@@ -87,10 +88,17 @@ def child(model_name: str, precision: str, steps: int, jit: bool) -> None:
   model.fit(data, epochs=2, steps_per_epoch=steps, callbacks=[timer], verbose=0)
   ms, _ = timer.steady_state()
   flops = 3 * forward_flops(model) * BATCH
-  print(json.dumps({'model': model_name, 'precision': precision, 'jit': jit, 'ms_per_step': ms,
+  print(json.dumps({'model': model_name, 'precision': precision, 'jit': jit,
+                    'optimizer': optimizer, 'ms_per_step': ms,
                     'train_gflops_per_step': flops / 1e9,
                     'achieved_gflops': flops / (ms / 1000) / 1e9,
                     'peak_matmul_gflops': matmul_peak_gflops(precision)}))
+
+
+def _setting(row) -> str:
+  """'mixed_bfloat16', 'float32 xla', 'float32 muon': what a timing row varied."""
+  return (row['precision'] + (' xla' if row['jit'] else '') +
+          ('' if row['optimizer'] == 'adam' else ' ' + row['optimizer']))
 
 
 def main() -> None:
@@ -98,6 +106,9 @@ def main() -> None:
   parser.add_argument('--models', nargs='+', default=['simple_cnn', 'vgg16'])
   parser.add_argument('--precisions', nargs='+', default=None)
   parser.add_argument('--jit', action='store_true', help='also time XLA (slow on CPUs)')
+  parser.add_argument('--optimizers', nargs='+', default=['adam'],
+                      help="the course's adam (default), or any of --optimizer's, to compare their "
+                      'cost per step')
   parser.add_argument('--steps', type=int, default=None,
                       help='steps per epoch (default: 60 for simple_cnn, 12 for the others)')
   args = parser.parse_args()
@@ -106,13 +117,15 @@ def main() -> None:
   for name in args.models:
     steps = args.steps or (60 if name == 'simple_cnn' else 12)
     for precision in precisions:
-      for jit in ([False, True] if args.jit else [False]):
+      for jit, optimizer in itertools.product([False, True] if args.jit else [False],
+                                              args.optimizers):
         out = subprocess.run(
-            [sys.executable, __file__, '--child', name, precision, str(steps), str(int(jit))],
-            capture_output=True, text=True, cwd=ROOT, check=True).stdout
+            [sys.executable, __file__, '--child', name, precision, str(steps), str(int(jit)),
+             optimizer], capture_output=True, text=True, cwd=ROOT, check=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
         r = rows[-1]
-        print(f'  {name:10s} {precision:15s} jit={int(jit)} {r["ms_per_step"]:8.1f} ms/step, '
+        print(f'  {name:10s} {precision:15s} jit={int(jit)} {optimizer:8s} '
+              f'{r["ms_per_step"]:8.1f} ms/step, '
               f'{r["achieved_gflops"]:6.0f} GFLOP/s of {r["peak_matmul_gflops"]:5.0f} (matmul '
               'peak)', flush=True)
   from modules.training_stats import device_info  # pylint: disable=g-import-not-at-top
@@ -120,7 +133,7 @@ def main() -> None:
   print(f'\nms/step at batch {BATCH}, {CLASSES} classes (this device: {device.get("device_name")}, '
         f'{device.get("cpu_cores")} cores)')
   header = f'{"model":10s} ' + ' '.join(f'{d:>12s}' for d in COURSE_MS_PER_STEP) + ' ' + ' '.join(
-      f'{"this " + r["precision"] + (" xla" if r["jit"] else ""):>24s}' for r in rows
+      f'{"this " + _setting(r):>24s}' for r in rows
       if r['model'] == args.models[0])
   print(header)
   for name in args.models:
@@ -130,7 +143,7 @@ def main() -> None:
     print(f'{name:10s} {course} {mine}')
   for r in rows:
     if r['model'] == 'vgg16':
-      print(f'vgg16 {r["precision"]}{" xla" if r["jit"] else ""}: {r["train_gflops_per_step"]:.0f}'
+      print(f'vgg16 {_setting(r)}: {r["train_gflops_per_step"]:.0f}'
             f' GFLOP per training step; {r["achieved_gflops"]:.0f} GFLOP/s = '
             f'{r["achieved_gflops"] / r["peak_matmul_gflops"]:.0%} of the matmul peak')
 
@@ -138,6 +151,6 @@ def main() -> None:
 if __name__ == '__main__':
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   if len(sys.argv) > 1 and sys.argv[1] == '--child':
-    child(sys.argv[2], sys.argv[3], int(sys.argv[4]), bool(int(sys.argv[5])))
+    child(sys.argv[2], sys.argv[3], int(sys.argv[4]), bool(int(sys.argv[5])), sys.argv[6])
   else:
     main()

@@ -11,6 +11,7 @@ from typing import Any, Dict, Mapping
 import keras_tuner
 
 from modules import models
+from modules import training
 from base.configs import TrainingConfig
 
 FAMILY = 'family'
@@ -27,7 +28,7 @@ def define(hp: keras_tuner.HyperParameters, model: str) -> None:
   family = family_of(model)
   hp.Fixed(FAMILY, family)
   hp.Float('learning_rate', 1e-4, 3e-1, sampling='log')
-  hp.Choice('optimizer', ['adam', 'adamw', 'sgd', 'rmsprop'])
+  hp.Choice('optimizer', list(training.OPTIMIZERS))
   hp.Choice('batch_size', [32, 64, 128, 256])
   if 'dropout' in models.builder_arguments(model):
     hp.Float('dropout', 0.0, 0.5, step=0.1)

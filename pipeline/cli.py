@@ -107,8 +107,9 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
                  'error (default %(default)s)')
   g.add_argument('--batch-size', type=int, default=t.batch_size, help='(default %(default)s)')
   g.add_argument('--optimizer', default=t.optimizer,
-                 help="adam | adamw | sgd | rmsprop (default: the model's: sgd for resnet and "
-                 'airbench, adam for the others)')
+                 help='adam | adamw | sgd | rmsprop | muon (sgd with orthogonalized steps for '
+                 "convolution kernels) (default: the model's: muon for resnet and airbench, "
+                 'adam for the others)')
   g.add_argument('--learning-rate', type=float, default=t.learning_rate,
                  help="peak learning rate (default: the model's: 0.1 for resnet and airbench, "
                  '0.001 for the others)')

@@ -186,12 +186,15 @@ def learning_rate_values(base: PipelineConfig) -> List[str]:
   return [number(rate * factor) for factor in LEARNING_RATE_FACTORS]
 
 
-OPTIMIZERS = ('adam', 'adamw', 'sgd', 'rmsprop')
+OPTIMIZERS = ('adam', 'adamw', 'sgd', 'rmsprop', 'muon')
 # Each optimizer's peak learning rate unless it is the model's own (then the model's rate: SGD at
 # 0.1 for the resnet and airbench, docs/results.md). Adam, AdamW and RMSprop: Keras' defaults,
 # 1e-3. SGD with Nesterov momentum: 0.01 for the others: 0.1 overshoots a transfer head, and the
-# models without BatchNorm (simple_cnn) are not made for it.
-OPTIMIZER_LEARNING_RATES = {'adam': 1e-3, 'adamw': 1e-3, 'sgd': 1e-2, 'rmsprop': 1e-3}
+# models without BatchNorm (simple_cnn) are not made for it. Muon takes SGD steps for everything
+# but the convolution kernels, so it takes SGD's rate.
+OPTIMIZER_LEARNING_RATES = {'adam': 1e-3, 'adamw': 1e-3, 'sgd': 1e-2, 'rmsprop': 1e-3,
+                            'muon': 1e-2}
+_SGD_RATED = ('sgd', 'muon')
 # Keras 3 decays weights the same way in every optimizer (w -= lr * weight_decay * w), so Adam
 # with the base's weight decay already is AdamW. What makes AdamW a different recipe is its
 # strength: with Adam's small learning rate it takes ~100x the SGD-style 5e-4 (README, --weight-decay).
@@ -200,8 +203,8 @@ ADAMW_WEIGHT_DECAY_FACTOR = 100
 
 def optimizer_variants(optimizer: str, base: PipelineConfig) -> List[Variant]:
   spec = _spec(base.training.model)
-  rate = spec.learning_rate if optimizer == spec.optimizer else OPTIMIZER_LEARNING_RATES.get(
-      optimizer)
+  own = optimizer == spec.optimizer or (optimizer in _SGD_RATED and spec.optimizer in _SGD_RATED)
+  rate = spec.learning_rate if own else OPTIMIZER_LEARNING_RATES.get(optimizer)
   if rate is None:
     raise UserError(f'study optimizer: unknown optimizer {optimizer!r}; use '
                     f'{", ".join(OPTIMIZERS)}')

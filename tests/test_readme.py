@@ -19,7 +19,7 @@ RESOLVED_LATER = {
     '--dropout': "the model's",
     '--width': "the builder's: 32 for resnet, 48 for airbench",
     '--fine-tune-layers': "the model's: all for mobilenet, 0 for the other backbones",
-    '--optimizer': "the model's: sgd for resnet and airbench, adam for the others",
+    '--optimizer': "the model's: muon for resnet and airbench, adam for the others",
     '--learning-rate': "the model's: 0.1 for resnet and airbench, 0.001 for the others",
     '--steps-per-epoch': 'one pass',
 }

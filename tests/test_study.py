@@ -113,9 +113,12 @@ def test_optimizer_each_at_its_own_learning_rate():
       'optimizer=adam,learning_rate=0.001',
       'optimizer=adamw,learning_rate=0.001,weight_decay=0.05',  # 100 x the default 5e-4
       'optimizer=sgd,learning_rate=0.01',
-      'optimizer=rmsprop,learning_rate=0.001']
-  # The resnet's own recipe: SGD at 0.1.
-  assert 'optimizer=sgd,learning_rate=0.1' in labels('optimizer', base(model='resnet'))
+      'optimizer=rmsprop,learning_rate=0.001',
+      'optimizer=muon,learning_rate=0.01']
+  # The resnet's own recipe: SGD at 0.1; Muon, SGD for all but the kernels, at SGD's rate.
+  assert labels('optimizer', base(model='resnet'))[2:] == [
+      'optimizer=sgd,learning_rate=0.1', 'optimizer=rmsprop,learning_rate=0.001',
+      'optimizer=muon,learning_rate=0.1']
   with pytest.raises(UserError, match="unknown optimizer 'lamb'"):
     study.expand('optimizer', base(), 'adam,lamb')
 

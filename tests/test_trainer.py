@@ -101,7 +101,8 @@ def test_imagenet_weights_that_cannot_be_fetched_fail_before_training(tmp_path, 
 
 
 @pytest.mark.parametrize('model,optimizer,learning_rate', [
-    ('resnet', 'sgd', 0.1), ('simple_cnn', 'adam', 1e-3), ('mobilenet', 'adam', 1e-3)])
+    ('resnet', 'muon', 0.1), ('airbench', 'muon', 0.1), ('simple_cnn', 'adam', 1e-3),
+    ('mobilenet', 'adam', 1e-3)])
 def test_unset_optimizer_and_learning_rate_are_the_models(model, optimizer, learning_rate):
   config = trainer.with_model_defaults(TrainingConfig(model=model))
   assert (config.optimizer, config.learning_rate) == (optimizer, learning_rate)

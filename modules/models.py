@@ -284,16 +284,21 @@ def gelu_tanh(x):
 _GELU_C = math.sqrt(2 / math.pi)
 
 
+def _gelu_tanh_of(v):
+  """tanh(sqrt(2 / pi) (v + 0.044715 v^3)), the tanh both GELU kernels need."""
+  return tf.tanh(_GELU_C * (v + 0.044715 * v**3))
+
+
 @tf.function(jit_compile=True)
 def _gelu_tanh_kernel(x):
   v = tf.cast(x, tf.float32)
-  return tf.cast(0.5 * v * (1 + tf.tanh(_GELU_C * (v + 0.044715 * v**3))), x.dtype)
+  return tf.cast(0.5 * v * (1 + _gelu_tanh_of(v)), x.dtype)
 
 
 @tf.function(jit_compile=True)
 def _gelu_tanh_gradient_kernel(x, dy):
   v = tf.cast(x, tf.float32)
-  t = tf.tanh(_GELU_C * (v + 0.044715 * v**3))
+  t = _gelu_tanh_of(v)
   slope = 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * _GELU_C * (1 + 3 * 0.044715 * v * v)
   return tf.cast(tf.cast(dy, tf.float32) * slope, dy.dtype)
 

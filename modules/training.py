@@ -155,8 +155,9 @@ class Muon(keras.optimizers.SGD):
       return super().update_step(gradient, variable, learning_rate)
     buffer = self.momentums[self._get_variable_index(variable)]
     gradient = tf.cast(gradient, variable.dtype)
-    self.assign(buffer, _MUON_MOMENTUM * buffer + gradient)
-    step = gradient + _MUON_MOMENTUM * buffer  # Nesterov
+    momentum = _MUON_MOMENTUM * buffer + gradient
+    self.assign(buffer, momentum)
+    step = gradient + _MUON_MOMENTUM * momentum  # Nesterov
     matrix = tf.reshape(step, [-1, variable.shape[-1]])
     step = tf.reshape(orthogonalize(matrix, _orthogonalization_dtype()), variable.shape)
     kernel = tf.convert_to_tensor(variable)

@@ -104,6 +104,24 @@ def test_muon_moves_a_kernel_by_its_orthogonalized_gradient_at_half_the_rate_kee
   np.testing.assert_allclose(np.linalg.norm(kernel.numpy()), np.linalg.norm(before), rtol=1e-5)
 
 
+
+def test_muon_steps_a_kernel_by_the_nesterov_momentum_of_its_gradients():
+  rng = np.random.default_rng(4)
+  before = rng.normal(size=(3, 3, 2, 4))
+  kernel = keras.Variable(before.astype('float32'))
+  gradients = [rng.normal(size=(3, 3, 2, 4)) for _ in range(2)]
+  optimizer = training.make_optimizer('muon', 0.1)
+  for gradient in gradients:
+    optimizer.apply_gradients([(tf.constant(gradient, tf.float32), kernel)])
+  expected = before
+  momentum = np.zeros_like(before)
+  for gradient in gradients:  # momentum 0.6, Nesterov, on the raw gradients
+    momentum = 0.6 * momentum + gradient
+    step = training.orthogonalize(tf.constant((gradient + 0.6 * momentum).reshape(18, 4)))
+    moved = expected - 0.05 * step.numpy().reshape(expected.shape)
+    expected = moved * np.linalg.norm(expected) / np.linalg.norm(moved)
+  np.testing.assert_allclose(kernel.numpy(), expected, atol=1e-5)
+
 def test_muon_gives_sgd_steps_to_dense_and_depthwise_kernels_and_biases():
   rng = np.random.default_rng(2)
   shapes = [(4, 3), (3,), (3, 3, 5, 1)]  # a dense kernel, a bias, a depthwise kernel
